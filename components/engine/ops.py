@@ -1,0 +1,19 @@
+"""Shape helpers shared by the engine paths: per-head (N, n) or per-channel (N, n, c) coefficients."""
+from __future__ import annotations
+
+from torch import Tensor
+
+
+def scale_tokens(x: Tensor, coef: Tensor) -> Tensor:
+    """x (N, n, c) times a per-token (N, n) or per-token-channel (N, n, c) coefficient."""
+    return x * (coef.unsqueeze(-1) if coef.dim() == x.dim() - 1 else coef)
+
+
+def scale_weights(w: Tensor, coef: Tensor) -> Tensor:
+    """w (N, out, in) times a per-head (N,) or per-output-row (N, out) coefficient."""
+    return w * (coef[:, None, None] if coef.dim() == 1 else coef[:, :, None])
+
+
+def lr_scaled(g: Tensor, lr: Tensor) -> Tensor:
+    """Fold the inner learning rate into the output gradient (scalar or channel-wise theta)."""
+    return scale_tokens(g, lr)

@@ -1,0 +1,55 @@
+"""The reference: DESIGN.md's recurrence, one token (inner step) at a time, for any rule.
+
+    u_t = grad_W bias(M_W(k_t), v_t) at the chunk-start weights (W_{t-1} when chunk_size == 1)
+    S_t = eta_t S_{t-1} - theta_t u_t            (S_t = -theta_t u_t without momentum)
+    A_t = alpha_t A_{t-1} + S_t,  W_t = link(A_t) at chunk ends (linear in-chunk update otherwise)
+    y_t = M_{W_t}(q_t)  (read after write) or M_{W_{t-1}}(q_t) (read before write)
+
+Gradients come from torch.func.vjp through the structure's plain forward, independently of the
+fast path's hand-written backward. Slow by design: it is the oracle.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..optim import StepInputs
+from .ops import lr_scaled, scale_weights
+from .state import MemoryState
+
+
+def _gate(gates: dict[str, Tensor], name: str, t: int) -> Tensor | None:
+    g = gates.get(name)
+    return None if g is None else g[:, t]
+
+
+def reference_scan(rule, state: MemoryState, inputs: StepInputs, chunk_size: int, read_after: bool):
+    structure, bias = rule.structure, rule.bias
+    acc, mom, read, grad_at, offset = list(state.acc), state.momentum, list(state.read), list(state.grad_at), state.offset
+    identity = rule.retention.identity_link
+    outs = []
+    for t in range(inputs.k.shape[1]):
+        k, v, q = inputs.k[:, t : t + 1], inputs.v[:, t : t + 1], inputs.q[:, t : t + 1]
+        gates_t = {name: g[:, t : t + 1] for name, g in inputs.gates.items()}
+        if not read_after:
+            outs.append(structure.forward(read, q))
+        yk, vjp = torch.func.vjp(lambda *w: structure.forward(list(w), k), *grad_at)
+        g = lr_scaled(bias.output_grad(yk, v, gates_t), gates_t["lr"])
+        u = vjp(g)
+        if mom is not None:
+            eta = _gate(inputs.gates, "momentum", t)
+            step = [eta[:, None, None] * s - ui for s, ui in zip(mom, u)]
+            mom = step
+        else:
+            step = [-ui for ui in u]
+        alpha = _gate(inputs.gates, "retain", t)
+        keep = (lambda w: w) if alpha is None else (lambda w: scale_weights(w, alpha))
+        acc = [keep(a) + s for a, s in zip(acc, step)]
+        read = acc if identity else [keep(r) + s for r, s in zip(read, step)]
+        offset += 1
+        if offset == chunk_size:
+            read = grad_at = rule.retention.link(acc)
+            offset = 0
+        if read_after:
+            outs.append(structure.forward(read, q))
+    return torch.cat(outs, dim=1), MemoryState(acc, mom, read, grad_at, offset)

@@ -1,0 +1,62 @@
+"""Entry point of the memory engine: validate inputs, pick a path, run, pick the read positions."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..optim import StepInputs
+from ..options import ComponentError
+from .chunked import chunked_scan
+from .reference import reference_scan
+from .rule import MemoryRule
+from .state import MemoryState
+
+PATHS = ("auto", "stack", "func", "reference")
+
+
+def memory_scan(
+    rule: MemoryRule,
+    k: Tensor,
+    v: Tensor,
+    q: Tensor,
+    gates: dict[str, Tensor],
+    state: MemoryState | list[Tensor],
+    chunk_size: int = 64,
+    read: str = "after",
+    path: str = "auto",
+) -> tuple[Tensor, MemoryState]:
+    """Run the memory over a sequence.
+
+    k, v: (N, T, d) (or (N, T * steps, d) for per-sub-step keys of a multi-step algorithm); q: (N, T, d);
+    gates: 'lr' and whatever `rule.gates()` names, each (N, T) per head or (N, T, c) per channel;
+    state: a MemoryState to continue from, or the initial accumulator (list of (N, *shape)).
+    chunk_size counts inner steps; 1 is the exact recurrence. Returns y (N, T, d_out) and the new state.
+    """
+    if read not in ("after", "before"):
+        raise ComponentError(f"read must be 'after' or 'before', got {read!r}")
+    if path not in PATHS:
+        raise ComponentError(f"path must be one of {', '.join(PATHS)}, got {path!r}")
+    if chunk_size < 1:
+        raise ComponentError(f"chunk_size must be >= 1, got {chunk_size}")
+    missing = set(rule.gates()) - set(gates)
+    if missing:
+        raise ComponentError(f"rule {rule.name} needs gates {sorted(rule.gates())}; missing {sorted(missing)}")
+    dtype = torch.float64 if k.dtype == torch.float64 else torch.float32
+    # The inner loop runs in fp32 even under bf16 autocast: state updates accumulate over the sequence.
+    with torch.autocast(device_type=k.device.type, enabled=False):
+        cast = lambda x: x.to(dtype)  # noqa: E731
+        if not isinstance(state, MemoryState):
+            state = MemoryState.start(rule, [cast(a) for a in state])
+        # Only the gates this rule reads: a stray 'retain' must not decay a memory with no retention.
+        used = {n: cast(gates[n]) for n in rule.gates()}
+        inputs = StepInputs(cast(k), cast(v), cast(q), used)
+        inputs = rule.algorithm.prepare(inputs)
+        read_after = read == "after"
+        if path == "reference":
+            y, state = reference_scan(rule, state, inputs, chunk_size, read_after)
+        else:
+            y, state = chunked_scan(rule, state, inputs, chunk_size, read_after, path)
+        steps = rule.algorithm.steps_per_token()
+        if steps > 1:
+            y = y[:, steps - 1 :: steps] if read_after else y[:, ::steps]
+    return y, state

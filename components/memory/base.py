@@ -1,0 +1,38 @@
+"""Axis 1, memory structure: the parametric map M_W(k) whose weights W learn at test time."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from ..registry import Component, Registry
+
+STRUCTURES = Registry("structure", "memory structure: the map M_W(k) trained at test time")
+
+
+class MemoryStructure(Component):
+    """A memory map with functional weights.
+
+    `forward(params, x)` takes weights with any leading batch dims matching x's (or none) and
+    x of shape (..., n, d_in) or (d_in,). Subclasses that are not a `StackMemory` are run by the
+    engine's generic torch.func path.
+    """
+
+    def param_shapes(self, d_in: int, d_out: int) -> list[tuple[int, ...]]:
+        raise NotImplementedError
+
+    def init_params(self, d_in: int, d_out: int, generator: torch.Generator | None = None) -> list[Tensor]:
+        # Xavier-normal: keeps M(k) at unit scale for unit-norm keys.
+        out = []
+        for shape in self.param_shapes(d_in, d_out):
+            std = math.sqrt(2.0 / (shape[-1] + shape[-2]))
+            out.append(torch.randn(shape, generator=generator) * std)
+        return out
+
+    def forward(self, params: list[Tensor], x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def check_dims(self, d_in: int, d_out: int) -> str | None:
+        """A reason these key/value sizes cannot be used, or None."""
+        return None

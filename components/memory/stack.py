@@ -1,0 +1,103 @@
+"""Memories that are stacks of linear layers and per-token functions.
+
+For these the engine never needs per-token weight copies: each layer's per-token gradient is an
+outer product delta_t a_t^T, so weighted sums over a chunk are matmuls and in-chunk reads use the
+dual form. This module holds the forward with a cache and the hand-written backward to the deltas.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .base import MemoryStructure
+
+LN_EPS = 1e-5
+
+
+def _gelu_grad(z: Tensor) -> Tensor:
+    cdf = 0.5 * (1.0 + torch.erf(z * (1.0 / math.sqrt(2.0))))
+    pdf = torch.exp(-0.5 * z * z) * (1.0 / math.sqrt(2.0 * math.pi))
+    return cdf + z * pdf
+
+
+def _silu_grad(z: Tensor) -> Tensor:
+    s = torch.sigmoid(z)
+    return s * (1.0 + z * (1.0 - s))
+
+
+ACTIVATIONS: dict[str, tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]] = {
+    "gelu": (F.gelu, _gelu_grad),
+    "silu": (F.silu, _silu_grad),
+    "tanh": (torch.tanh, lambda z: 1.0 - torch.tanh(z) ** 2),
+    "relu": (F.relu, lambda z: (z > 0).to(z.dtype)),
+}
+
+
+def layer_norm(h: Tensor) -> Tensor:
+    """Parameter-free layer norm over the last dim."""
+    return F.layer_norm(h, h.shape[-1:], eps=LN_EPS)
+
+
+def layer_norm_backward(h: Tensor, g: Tensor) -> Tensor:
+    mu = h.mean(-1, keepdim=True)
+    inv = torch.rsqrt(h.var(-1, unbiased=False, keepdim=True) + LN_EPS)
+    hat = (h - mu) * inv
+    return inv * (g - g.mean(-1, keepdim=True) - hat * (g * hat).mean(-1, keepdim=True))
+
+
+@dataclass
+class StackCache:
+    inputs: list[Tensor]  # a_l: input of linear layer l, per token
+    pre: list[Tensor]  # z_l: output of linear layer l (before the next per-token function)
+
+
+Linear = Callable[[int, Tensor], Tensor]
+
+
+class StackMemory(MemoryStructure):
+    """Linear layers W_l with an activation between them, optionally `x + LN(.)` around the stack."""
+
+    def layer_dims(self, d_in: int, d_out: int) -> list[tuple[int, int]]:
+        raise NotImplementedError
+
+    def param_shapes(self, d_in: int, d_out: int) -> list[tuple[int, ...]]:
+        return [tuple(s) for s in self.layer_dims(d_in, d_out)]
+
+    activation_name: str | None = None
+    has_residual: bool = False
+
+    def check_dims(self, d_in: int, d_out: int) -> str | None:
+        if self.has_residual and d_in != d_out:
+            return f"the residual x + LN(...) needs key size == value size, got {d_in} and {d_out}"
+        return None
+
+    def run(self, params: list[Tensor], x: Tensor, linear: Linear | None = None, cache: bool = False):
+        """Forward; `linear(l, a)` replaces `a @ W_l^T` (the engine passes its dual-form reader)."""
+        act = ACTIVATIONS[self.activation_name][0] if self.activation_name else None
+        inputs, pre = [], []
+        a = x
+        for l, w in enumerate(params):
+            inputs.append(a)
+            z = linear(l, a) if linear is not None else a @ w.mT
+            pre.append(z)
+            a = act(z) if l < len(params) - 1 else z
+        y = x + layer_norm(a) if self.has_residual else a
+        return (y, StackCache(inputs, pre)) if cache else y
+
+    def forward(self, params: list[Tensor], x: Tensor) -> Tensor:
+        return self.run(params, x)
+
+    def backward(self, params: list[Tensor], cache: StackCache, g: Tensor) -> list[Tensor]:
+        """Per-token gradients of the loss w.r.t. each layer's output z_l, given dL/dy = g."""
+        grad_act = ACTIVATIONS[self.activation_name][1] if self.activation_name else None
+        delta = layer_norm_backward(cache.pre[-1], g) if self.has_residual else g
+        deltas = [delta]
+        for l in range(len(params) - 1, 0, -1):
+            delta = (delta @ params[l]) * grad_act(cache.pre[l - 1])
+            deltas.append(delta)
+        return deltas[::-1]

@@ -1,0 +1,67 @@
+"""Registered memory learning algorithms (MIRAS Table 1, Titans section 3)."""
+from __future__ import annotations
+
+import torch
+
+from ..options import Option
+from .base import ALGORITHMS, MemoryAlgorithm, StepInputs
+
+
+@ALGORITHMS.register("gd")
+class GradientDescent(MemoryAlgorithm):
+    summary = "one online gradient step per token, S_t = -theta_t u_t (DeltaNet, TTT, Moneta, Yaad, Memora)"
+
+
+@ALGORITHMS.register("momentum")
+class MomentumGD(MemoryAlgorithm):
+    summary = "GD with data-dependent momentum S_t = eta_t S_{t-1} - theta_t u_t (Titans' past surprise)"
+    uses_momentum = True
+
+
+@ALGORITHMS.register("implicit")
+class ImplicitGD(MemoryAlgorithm):
+    summary = "implicit (proximal) step, closed form theta/(1 + theta ||k||^2) for a linear L2 memory (Longhorn)"
+
+    def incompatible(self, parts: dict) -> tuple[str, str] | None:
+        if parts["structure"].name != "linear":
+            return "structure", "the implicit step has a closed form only for a linear memory"
+        if parts["bias"].name != "l2":
+            return "bias", "the implicit step has a closed form only for the l2 bias"
+        return None
+
+    def prepare(self, inputs: StepInputs) -> StepInputs:
+        lr = inputs.gates["lr"]
+        k2 = inputs.k.pow(2).sum(-1)
+        k2 = k2.unsqueeze(-1) if lr.dim() == k2.dim() + 1 else k2
+        return StepInputs(inputs.k, inputs.v, inputs.q, {**inputs.gates, "lr": lr / (1.0 + lr * k2)})
+
+
+@ALGORITHMS.register("multistep")
+class MultiStepGD(MemoryAlgorithm):
+    summary = "several GD sub-steps per token (DeltaProduct-style); keys/values may be given per sub-step"
+    options = (Option("steps", int, 2, "inner GD sub-steps per token", low=1, high=8),)
+
+    def label(self) -> str:
+        return f"gd{self.steps}"
+
+    def steps_per_token(self) -> int:
+        return self.steps
+
+    def prepare(self, inputs: StepInputs) -> StepInputs:
+        """Interleave sub-steps: decay applies on the first sub-step, reads use the last (or first)."""
+        n = self.steps
+        T = inputs.q.shape[1]
+
+        def per_step(x):
+            return x if x.shape[1] == T * n else x.repeat_interleave(n, dim=1)
+
+        gates = {}
+        for name, g in inputs.gates.items():
+            g = g.repeat_interleave(n, dim=1)
+            if name == "retain":
+                first = torch.zeros(n, dtype=torch.bool, device=g.device)
+                first[0] = True
+                mask = first.repeat(T).view(1, T * n, *([1] * (g.dim() - 2)))
+                g = torch.where(mask, g, torch.ones_like(g))
+            gates[name] = g
+        return StepInputs(per_step(inputs.k), per_step(inputs.v), per_step(inputs.q), gates)

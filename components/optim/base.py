@@ -1,0 +1,34 @@
+"""Axis 4, memory learning algorithm: how the surprise u_t = grad l becomes the update S_t."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from ..registry import Component, Registry
+
+ALGORITHMS = Registry("algorithm", "memory learning algorithm: the online optimiser of the memory")
+
+
+@dataclass
+class StepInputs:
+    """Per-position inputs of the engine, (N, T, d) and gates (N, T) or (N, T, d)."""
+
+    k: Tensor
+    v: Tensor
+    q: Tensor
+    gates: dict[str, Tensor]
+
+
+class MemoryAlgorithm(Component):
+    uses_momentum: bool = False
+
+    def gates(self) -> dict[str, str]:
+        return {"momentum": "head"} if self.uses_momentum else {}
+
+    def steps_per_token(self) -> int:
+        return 1
+
+    def prepare(self, inputs: StepInputs) -> StepInputs:
+        """Map token inputs to inner-step inputs (identity unless the algorithm rewrites them)."""
+        return inputs

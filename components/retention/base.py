@@ -1,0 +1,24 @@
+"""Axis 3, retention gate: how much of the past the memory keeps, as decay + a link (mirror map).
+
+The engine keeps an accumulator A (A_t = alpha_t A_{t-1} + S_t) and reads weights W = link(A).
+The link is the identity for L2 / weight-decay retention, and a non-linear mirror map for
+Lq (Moneta), KL (Memora) and elastic net; in the chunked form it is applied at chunk ends.
+"""
+from __future__ import annotations
+
+from torch import Tensor
+
+from ..registry import Component, Registry
+
+RETENTIONS = Registry("retention", "retention gate: decay of the past plus the mirror map of the weights")
+
+
+class Retention(Component):
+    identity_link: bool = True
+    uses_decay: bool = True  # reads the data-dependent retain gate alpha_t
+
+    def gates(self) -> dict[str, str]:
+        return {"retain": getattr(self, "granularity", "head")} if self.uses_decay else {}
+
+    def link(self, acc: list[Tensor]) -> list[Tensor]:
+        return acc

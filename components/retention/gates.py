@@ -1,0 +1,68 @@
+"""Registered retention gates (MIRAS sections 4 and 5.2)."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..options import Option
+from .base import RETENTIONS, Retention
+
+
+@RETENTIONS.register("none")
+class NoRetention(Retention):
+    summary = "keep everything (alpha = 1): linear attention, DeltaNet, Longhorn, TTT"
+    uses_decay = False
+
+
+@RETENTIONS.register("decay")
+class DecayRetention(Retention):
+    summary = "L2 retention / weight decay W_t = alpha_t W_{t-1} + ...: RetNet, Mamba2, GLA, Gated DeltaNet, Titans"
+    options = (
+        Option("granularity", str, "head", "one alpha_t per head, or per output channel of a linear memory", choices=("head", "channel")),
+    )
+
+    def incompatible(self, parts: dict) -> tuple[str, str] | None:
+        if self.granularity == "channel" and parts["structure"].name != "linear":
+            return "structure", "channel-wise decay scales the output rows of a linear memory"
+        return None
+
+
+
+@RETENTIONS.register("lq")
+class LqRetention(Retention):
+    summary = "Lq memory stability (Moneta): W = p-norm link of A, p = q/(q-1), plus decay"
+    identity_link = False
+    options = (Option("q", float, 4.0, "retention norm exponent (q = 2 is plain decay)", low=1.1, high=8.0),)
+
+    def label(self) -> str:
+        return f"lq{self.q:g}"
+
+    def link(self, acc: list[Tensor]) -> list[Tensor]:
+        # Gradient of 1/2 ||A||_p^2 (Shalev-Shwartz, p-norm algorithms): sign(A) |A|^(p-1) / ||A||_p^(p-2).
+        p = self.q / (self.q - 1.0)
+        out = []
+        for a in acc:
+            flat = a.flatten(-2)
+            norm = (flat.abs() + 1e-12).pow(p).sum(-1).pow(1.0 / p)[..., None, None]
+            out.append(torch.sign(a) * (a.abs() + 1e-12).pow(p - 1.0) / norm.pow(p - 2.0))
+        return out
+
+
+@RETENTIONS.register("kl")
+class KLRetention(Retention):
+    summary = "KL retention on a scaled simplex (Memora): A holds log-weights, W = c * softmax(A) per row"
+    identity_link = False
+    options = (Option("scale", float, 1.0, "c / fan-in: the mean weight of a row", low=1e-3, high=100.0, log=True),)
+
+    def link(self, acc: list[Tensor]) -> list[Tensor]:
+        return [self.scale * a.shape[-1] * torch.softmax(a, dim=-1) for a in acc]
+
+
+@RETENTIONS.register("elastic")
+class ElasticNetRetention(Retention):
+    summary = "elastic net (FTRL with l1 + l2): decay plus soft-thresholding W = S_gamma(A)"
+    identity_link = False
+    options = (Option("threshold", float, 1e-3, "soft threshold gamma", low=0.0, high=1.0),)
+
+    def link(self, acc: list[Tensor]) -> list[Tensor]:
+        return [torch.sign(a) * torch.clamp(a.abs() - self.threshold, min=0.0) for a in acc]
