@@ -69,3 +69,21 @@ def check_compatible(parts: dict) -> None:
             raise ComponentError(
                 f"{axis} '{part.name}' is incompatible with {other_axis} '{other.name}': {reason}"
             )
+
+
+def enumerate_rules(variants: dict[str, list[dict]] | None = None) -> tuple[list[MemoryRule], list[tuple[tuple, str]]]:
+    """Every combination of registered components (default options, plus `variants` per component name).
+
+    Returns the compatible rules and the rejected combinations with the reason.
+    """
+    import itertools
+
+    variants = variants or {}
+    choices = {axis: [dict(name=n, **opts) for n in reg for opts in variants.get(n, [{}])] for axis, reg in AXES.items()}
+    ok, rejected = [], []
+    for combo in itertools.product(*(choices[a] for a in AXES)):
+        try:
+            ok.append(MemoryRule(*combo))
+        except ComponentError as err:
+            rejected.append((combo, str(err)))
+    return ok, rejected

@@ -38,13 +38,16 @@ class LqRetention(Retention):
         return f"lq{self.q:g}"
 
     def link(self, acc: list[Tensor]) -> list[Tensor]:
-        # Gradient of 1/2 ||A||_p^2 (Shalev-Shwartz, p-norm algorithms): sign(A) |A|^(p-1) / ||A||_p^(p-2).
+        # Gradient of 1/2 ||A||_p^2 (the p-norm link of FTRL with 1/2 ||W||_q^2, Shalev-Shwartz sec. 2.6):
+        # sign(A) |A|^(p-1) / ||A||_p^(p-2). The norm is the mean-normalised one, so a weight matrix whose
+        # entries share one magnitude maps to itself whatever its size (the regulariser's scale is a free
+        # constant that the papers leave open; with the plain sum the weights grow like sqrt(numel)).
         p = self.q / (self.q - 1.0)
         out = []
         for a in acc:
-            flat = a.flatten(-2)
-            norm = (flat.abs() + 1e-12).pow(p).sum(-1).pow(1.0 / p)[..., None, None]
-            out.append(torch.sign(a) * (a.abs() + 1e-12).pow(p - 1.0) / norm.pow(p - 2.0))
+            mag = a.abs() + 1e-12
+            norm = mag.flatten(-2).pow(p).mean(-1).pow(1.0 / p)[..., None, None]
+            out.append(torch.sign(a) * mag.pow(p - 1.0) / norm.pow(p - 2.0))
         return out
 
 

@@ -1,0 +1,257 @@
+"""Speed and memory of our NeuralMemory against titans-pytorch, on CPU, in one process.
+
+Contenders (forward + backward of loss = y.pow(2).mean()):
+  ours-chunked    components.neural_memory.NeuralMemory, chunked engine (path="auto")
+  ours-reference  the same module, token-by-token oracle (path="reference"), timed on a shorter
+                  sequence: its cost is linear in length, so tokens/s stays comparable
+  titans          lucidrains titans-pytorch NeuralMemory (momentum and weight decay are always on)
+
+Also measured: an fp32 matmul ceiling (GFLOP/s of torch.mm / torch.bmm) and the GFLOP/s our chunked
+engine achieves, counting its matmul FLOPs with torch.utils.flop_counter.FlopCounterMode.
+Peak memory: each contender's fwd+bwd runs in a fresh subprocess (hidden --measure-memory NAME);
+we report peak RSS (VmHWM, i.e. ru_maxrss of this process image, reset just before) minus the RSS
+just before the fwd+bwd.
+
+    python benchmarks/memory_engine.py [--quick] [--reps N]
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # so `components` imports without PYTHONPATH
+
+THREADS = 2
+CONTENDERS = ("ours-chunked", "ours-reference", "titans")
+TARGETS = {"speed_vs_titans": 5.0, "memory_vs_titans": 0.2, "speed_vs_reference": 30.0, "ceiling": 0.25}
+
+
+@dataclass
+class Config:
+    batch: int = 4
+    seq: int = 1024
+    dim: int = 256
+    chunk: int = 64
+    heads: int = 1
+    depth: int = 2
+    expansion: float = 4.0
+    ref_seq: int = 64  # the reference is timed on this many tokens
+    mm_size: int = 2048  # ceiling: (mm_size x mm_size) @ (mm_size x mm_size)
+    bmm_shape: tuple = (64, 256, 1024)  # ceiling: (b, m, k) @ (b, k, m)
+
+
+QUICK = Config(seq=256, dim=64, ref_seq=32, mm_size=512, bmm_shape=(16, 64, 256))
+
+
+# ---------------------------------------------------------------- contenders
+
+def ours(cfg: Config) -> torch.nn.Module:
+    from components.neural_memory import NeuralMemory
+
+    rule = dict(structure=dict(name="mlp", depth=cfg.depth, expansion=cfg.expansion), bias="l2",
+                retention="decay", algorithm="momentum")
+    return NeuralMemory(cfg.dim, rule, heads=cfg.heads, chunk_size=cfg.chunk)
+
+
+def titans(cfg: Config) -> torch.nn.Module:
+    from titans_pytorch import NeuralMemory as TitansNeuralMemory
+
+    # momentum=True is the default; the weight decay gate (to_decay_factor) has no off switch.
+    return TitansNeuralMemory(dim=cfg.dim, chunk_size=cfg.chunk, heads=cfg.heads,
+                              default_model_kwargs=dict(depth=cfg.depth, expansion_factor=cfg.expansion))
+
+
+def make_contender(name: str, cfg: Config):
+    """Returns (module, input, step) where step() runs one fwd+bwd."""
+    torch.manual_seed(0)
+    module = titans(cfg) if name == "titans" else ours(cfg)
+    seq = cfg.ref_seq if name == "ours-reference" else cfg.seq
+    x = torch.randn(cfg.batch, seq, cfg.dim)
+    kwargs = {"path": "reference"} if name == "ours-reference" else {}
+
+    def step():
+        module.zero_grad(set_to_none=True)
+        y, _ = module(x, **kwargs)
+        y.pow(2).mean().backward()
+
+    return module, x, step
+
+
+# ---------------------------------------------------------------- timing
+
+def timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def time_round_robin(steps: dict, warmup: int, reps: int) -> dict[str, list[float]]:
+    """Interleave the contenders rep by rep so machine noise hits all of them alike."""
+    for _ in range(warmup):
+        for step in steps.values():
+            step()
+    times = {name: [] for name in steps}
+    for _ in range(reps):
+        for name, step in steps.items():
+            times[name].append(timed(step))
+    return times
+
+
+def matmul_ceiling(cfg: Config, reps: int = 5) -> dict[str, float]:
+    """Best-of-reps fp32 GFLOP/s for one big mm and one batched bmm."""
+    n = cfg.mm_size
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    bb, m, k = cfg.bmm_shape
+    x, y = torch.randn(bb, m, k), torch.randn(bb, k, m)
+    out = {}
+    for label, fn, flops in ((f"mm {n}x{n}x{n}", lambda: torch.mm(a, b), 2 * n ** 3),
+                             (f"bmm {bb}x({m}x{k})@({k}x{m})", lambda: torch.bmm(x, y), 2 * bb * m * k * m)):
+        fn()
+        out[label] = flops / min(timed(fn) for _ in range(reps)) / 1e9
+    return out
+
+
+def count_flops(step) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
+
+
+# ---------------------------------------------------------------- peak memory (subprocess)
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
+def rss_bytes() -> int:
+    return _status_kib("VmRSS") * 1024
+
+
+def peak_rss_bytes() -> int:
+    """Peak RSS of this process image. Same quantity as ru_maxrss, which we cannot use as is: across
+    fork+exec, ru_maxrss starts at the (much larger) parent's peak, so small children read it."""
+    return _status_kib("VmHWM") * 1024
+
+
+def reset_peak_rss() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0); False if not allowed here."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def measure_memory(name: str, cfg: Config) -> dict:
+    """Runs inside the subprocess: one fwd+bwd after imports, model and input exist."""
+    torch.set_num_threads(THREADS)
+    _, _, step = make_contender(name, cfg)
+    gc.collect()
+    reset_peak_rss()
+    before, peak_before = rss_bytes(), peak_rss_bytes()
+    step()
+    peak = peak_rss_bytes()
+    # If an earlier peak (e.g. from imports) was never exceeded, the delta is only a lower bound.
+    return {"delta": peak - before, "before": before, "peak": peak, "lower_bound": peak <= peak_before,
+            "ru_maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+
+
+def memory_in_subprocess(name: str, quick: bool) -> dict:
+    cmd = [sys.executable, os.path.abspath(__file__), "--measure-memory", name] + (["--quick"] if quick else [])
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------- report
+
+def mib(b: float) -> float:
+    return b / 2 ** 20
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="tiny sizes (seq 256, dim 64) for a smoke run")
+    p.add_argument("--reps", type=int, default=3, help="timed reps per contender (round-robin)")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--measure-memory", metavar="NAME", choices=CONTENDERS, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    cfg = QUICK if args.quick else Config()
+
+    if args.measure_memory:
+        print(json.dumps(measure_memory(args.measure_memory, cfg)))
+        return
+
+    torch.set_num_threads(THREADS)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32 CPU")
+    print(f"config: batch {cfg.batch}, seq {cfg.seq}, dim {cfg.dim}, chunk {cfg.chunk}, heads {cfg.heads}, "
+          f"MLP memory depth {cfg.depth} expansion {cfg.expansion}, momentum + decay")
+    print(f"NOTE: ours-reference is timed (and memory-measured) at seq {cfg.ref_seq}, batch {cfg.batch}; "
+          f"its cost is linear in length, so tokens/s is comparable.\n")
+
+    ceiling = matmul_ceiling(cfg)
+    print("fp32 matmul ceiling (best of 5):")
+    for label, g in ceiling.items():
+        print(f"  {label:<32} {g:8.1f} GFLOP/s")
+    ceiling_gflops = max(ceiling.values())
+
+    contenders = {name: make_contender(name, cfg) for name in CONTENDERS}
+    flops = count_flops(contenders["ours-chunked"][2])
+    print(f"\nFlopCounterMode, ours-chunked, one fwd+bwd: {flops / 1e9:.2f} GFLOP (matmul FLOPs)")
+
+    times = time_round_robin({n: c[2] for n, c in contenders.items()}, args.warmup, args.reps)
+    memory = {name: memory_in_subprocess(name, args.quick) for name in CONTENDERS}
+
+    print(f"\nfwd+bwd, {args.warmup} warm-up + {args.reps} timed reps, round-robin:")
+    print(f"  {'contender':<16}{'seq':>6}{'median s':>10}{'best s':>9}{'tok/s med':>11}{'tok/s best':>11}"
+          f"{'peak MiB':>10}")
+    tok_s = {}
+    for name, ts in times.items():
+        tokens = cfg.batch * contenders[name][1].shape[1]
+        med, best = statistics.median(ts), min(ts)
+        tok_s[name] = tokens / med
+        lb = " (lower bound)" if memory[name]["lower_bound"] else ""
+        print(f"  {name:<16}{contenders[name][1].shape[1]:>6}{med:>10.3f}{best:>9.3f}{tokens / med:>11.0f}"
+              f"{tokens / best:>11.0f}{mib(memory[name]['delta']):>10.1f}{lb}")
+    print("  (peak MiB = peak RSS (VmHWM) during one fwd+bwd minus RSS just before it, fresh subprocess each)")
+
+    achieved = flops / statistics.median(times["ours-chunked"]) / 1e9
+    achieved_best = flops / min(times["ours-chunked"]) / 1e9
+    print(f"\nours-chunked achieved: {achieved:.1f} GFLOP/s (median), {achieved_best:.1f} (best); "
+          f"ceiling {ceiling_gflops:.1f} GFLOP/s (max of the above)")
+
+    ratios = [
+        ("ours/titans tokens/s", tok_s["ours-chunked"] / tok_s["titans"], ">=", TARGETS["speed_vs_titans"]),
+        ("ours/titans peak memory", memory["ours-chunked"]["delta"] / memory["titans"]["delta"], "<=",
+         TARGETS["memory_vs_titans"]),
+        ("ours/reference tokens/s", tok_s["ours-chunked"] / tok_s["ours-reference"], ">=", TARGETS["speed_vs_reference"]),
+        ("achieved/ceiling GFLOP/s", achieved / ceiling_gflops, ">=", TARGETS["ceiling"]),
+    ]
+    print("\nratios (median times):")
+    for label, value, op, target in ratios:
+        ok = value >= target if op == ">=" else value <= target
+        shown = f"{value:8.1%}" if label.startswith("achieved") else f"{value:7.3f}x"
+        goal = f"{target:.0%}" if label.startswith("achieved") else f"{target:g}x"
+        print(f"  {label:<26} {shown:>9}   target {op} {goal:<5} {verdict(ok)}")
+
+
+if __name__ == "__main__":
+    main()

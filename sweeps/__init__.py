@@ -1,0 +1,1 @@
+"""Running things: tasks, training, Optuna studies, launchers, tracking, reports and the CLI."""

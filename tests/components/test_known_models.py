@@ -1,0 +1,118 @@
+"""Invariant 2: points of the space equal the textbook recurrences of known models, written out here
+independently of the engine (W is d_v x d_k, y_t = W_t q_t, read after write, exact: chunk size 1)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from components import MemoryRule, memory_scan
+
+from .helpers import engine_inputs, rel_err
+
+
+def textbook(W0, k, v, q, step):
+    W, ys = W0.clone(), []
+    for t in range(k.shape[1]):
+        W = step(W, k[:, t], v[:, t], t)
+        ys.append(torch.einsum("nij,nj->ni", W, q[:, t]))
+    return torch.stack(ys, dim=1)
+
+
+def outer(a, b):
+    return torch.einsum("ni,nj->nij", a, b)
+
+
+def matvec(W, x):
+    return torch.einsum("nij,nj->ni", W, x)
+
+
+def run(rule, chunk_size=1, **kw):
+    acc, k, v, q, gates = engine_inputs(rule, T=9, **kw)
+    y, _ = memory_scan(rule, k, v, q, gates, acc, chunk_size=chunk_size)
+    return y, acc[0], k, v, q, gates
+
+
+def test_linear_attention():
+    y, W0, k, v, q, g = run(MemoryRule("linear", "dot", "none", "gd"))
+    lr = g["lr"]
+    assert rel_err(y, textbook(W0, k, v, q, lambda W, k, v, t: W + lr[:, t, None, None] * outer(v, k))) < 1e-12
+
+
+def test_retnet_and_mamba2_style_decay():
+    y, W0, k, v, q, g = run(MemoryRule("linear", "dot", "decay", "gd"))
+    a, lr = g["retain"], g["lr"]
+    ref = textbook(W0, k, v, q, lambda W, k, v, t: a[:, t, None, None] * W + lr[:, t, None, None] * outer(v, k))
+    assert rel_err(y, ref) < 1e-12
+
+
+def test_gla_style_channel_decay_on_output_rows():
+    y, W0, k, v, q, g = run(MemoryRule("linear", "dot", {"name": "decay", "granularity": "channel"}, "gd"))
+    a, lr = g["retain"], g["lr"]
+    ref = textbook(W0, k, v, q, lambda W, k, v, t: a[:, t, :, None] * W + lr[:, t, None, None] * outer(v, k))
+    assert rel_err(y, ref) < 1e-12
+
+
+def test_deltanet():
+    y, W0, k, v, q, g = run(MemoryRule("linear", "l2", "none", "gd"))
+    b = g["lr"]
+    # S_t = S_{t-1} (I - b k k^T) + b v k^T
+    eye = torch.eye(k.shape[-1], dtype=k.dtype)
+    ref = textbook(W0, k, v, q, lambda W, k, v, t: W @ (eye - b[:, t, None, None] * outer(k, k)) + b[:, t, None, None] * outer(v, k))
+    assert rel_err(y, ref) < 1e-12
+
+
+def test_longhorn_implicit_step():
+    y, W0, k, v, q, g = run(MemoryRule("linear", "l2", "none", "implicit"))
+    b = g["lr"]
+
+    def step(W, k, v, t):
+        eps = (b[:, t] / (1.0 + b[:, t] * (k * k).sum(-1)))[:, None, None]
+        return W - eps * outer(matvec(W, k) - v, k)
+
+    assert rel_err(y, textbook(W0, k, v, q, step)) < 1e-12
+    # the implicit step solves min_W 1/2 ||W - W_prev||^2 + b/2 ||W k - v||^2 exactly: its residual is b-scaled
+    W1 = step(W0, k[:, 0], v[:, 0], 0)
+    grad = (W1 - W0) + b[:, 0, None, None] * outer(matvec(W1, k[:, 0]) - v[:, 0], k[:, 0])
+    assert grad.abs().max() < 1e-12
+
+
+def test_deltaproduct_two_householder_steps_per_token():
+    rule = MemoryRule("linear", "l2", "none", {"name": "multistep", "steps": 2})
+    acc, k, v, q, g = engine_inputs(rule, T=5)
+    y, _ = memory_scan(rule, k, v, q, g, acc, chunk_size=1)
+    b, eye = g["lr"], torch.eye(k.shape[-1], dtype=k.dtype)
+    W, ys = acc[0].clone(), []
+    for t in range(q.shape[1]):
+        for i in range(2):
+            kk, vv = k[:, 2 * t + i], v[:, 2 * t + i]
+            W = W @ (eye - b[:, t, None, None] * outer(kk, kk)) + b[:, t, None, None] * outer(vv, kk)
+        ys.append(matvec(W, q[:, t]))
+    assert rel_err(y, torch.stack(ys, 1)) < 1e-12
+
+
+@pytest.mark.parametrize("chunk", [1, 4])
+def test_titans_linear_closed_form_with_momentum_and_decay(chunk):
+    """Titans eq. 32-33 for a linear memory: mini-batch gradients at the chunk start, written out in the
+    closed form of Titans sec. 3.2 with cumulative products (fine at this length and these gates)."""
+    rule = MemoryRule("linear", "l2", "decay", "momentum")
+    y, W0, k, v, q, g = run(rule, chunk_size=chunk)
+    a, eta, th = g["retain"], g["momentum"], g["lr"]
+    N, T, d = k.shape
+    W, S, ys = W0.clone(), torch.zeros_like(W0), []
+    for c0 in range(0, T, chunk):
+        idx = range(c0, min(c0 + chunk, T))
+        u = {j: outer(matvec(W, k[:, j]) - v[:, j], k[:, j]) for j in idx}  # all at the chunk start
+        Wc, Sc = W, S
+        for t in idx:
+            beta = torch.prod(a[:, c0 : t + 1], 1)
+            m = torch.prod(eta[:, c0 : t + 1], 1)
+            f = sum(torch.prod(a[:, kk + 1 : t + 1], 1) * torch.prod(eta[:, c0 : kk + 1], 1) for kk in range(c0, t + 1))
+            Wt = beta[:, None, None] * Wc + f[:, None, None] * Sc
+            St = m[:, None, None] * Sc
+            for j in range(c0, t + 1):
+                G = sum(torch.prod(a[:, kk + 1 : t + 1], 1) * torch.prod(eta[:, j + 1 : kk + 1], 1) for kk in range(j, t + 1))
+                Wt = Wt - (G * th[:, j])[:, None, None] * u[j]
+                St = St - (torch.prod(eta[:, j + 1 : t + 1], 1) * th[:, j])[:, None, None] * u[j]
+            ys.append(matvec(Wt, q[:, t]))
+        W, S = Wt, St
+    assert rel_err(y, torch.stack(ys, 1)) < 1e-12

@@ -1,0 +1,42 @@
+"""The `mirasweep` command line, run as a user would (a subprocess of the installed console script)."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from components.engine import AXES
+
+
+def mirasweep(*args: str) -> subprocess.CompletedProcess:
+    exe = shutil.which("mirasweep")
+    cmd = [exe, *args] if exe else [sys.executable, "-m", "sweeps.cli", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def test_components_json_lists_every_registered_component_with_options():
+    out = mirasweep("components", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert list(data) == list(AXES)
+    for axis, reg in AXES.items():
+        assert [c["name"] for c in data[axis]["components"]] == list(reg)
+    mlp = next(c for c in data["structure"]["components"] if c["name"] == "mlp")
+    depth = next(o for o in mlp["options"] if o["name"] == "depth")
+    assert depth == {"name": "depth", "type": "int", "default": 2, "help": "number of linear layers", "low": 1, "high": 6}
+
+
+def test_components_table_is_readable():
+    out = mirasweep("components")
+    assert out.returncode == 0, out.stderr
+    for name in ("mlp", "huber", "lq", "momentum", "implicit"):
+        assert name in out.stdout
+
+
+@pytest.mark.parametrize("args,fragment", [(["components", "--axis", "bais"], "--axis must be one of")])
+def test_bad_arguments_exit_2_with_a_clear_message(args, fragment):
+    out = mirasweep(*args)
+    assert out.returncode == 2 and fragment in out.stderr
