@@ -28,9 +28,11 @@ def _mix(P: Tensor, G: Tensor, delta: Tensor) -> Tensor:
     return torch.einsum("ntj,ntjc,njc->ntc", P, G, delta)
 
 
-def _weighted_outer(delta: Tensor, w: Tensor, a: Tensor) -> Tensor:
-    """sum_j w_j delta_j a_j^T as one matmul: (delta * w)^T @ a -> (N, out, in)."""
-    return scale_tokens(delta, w).mT @ a
+def _weighted_outer(delta: Tensor, w: Tensor, a: Tensor) -> tuple[Tensor, Tensor]:
+    """sum_j w_j delta_j a_j^T = X @ Y; the weight goes on the narrower side (per-channel ones on delta)."""
+    if w.dim() == 3 or a.shape[-1] > delta.shape[-1]:
+        return scale_tokens(delta, w).mT, a
+    return delta.mT, scale_tokens(a, w)
 
 
 class _Step:
@@ -43,23 +45,34 @@ class _Step:
     def coefficients(self, gates: dict[str, Tensor], n: int, like: Tensor) -> ChunkCoefficients:
         return chunk_coefficients(gates.get("retain"), gates.get("momentum"), n, like, self.read_after)
 
-    def advance(self, st: MemoryState, co: ChunkCoefficients, sums_G: list[Tensor], sums_N: list[Tensor] | None,
+    def advance(self, st: MemoryState, co: ChunkCoefficients, sums_G: list, sums_N: list | None,
                 n: int, chunk_size: int) -> MemoryState:
-        """Chunk-end state from the weighted gradient sums: A, S, the read weights, and the link."""
+        """Chunk-end state: A, S and the read weights, then the link at a chunk end.
+
+        sums_* are per layer either the weighted gradient sum itself or a pair (X, Y) with sum = X @ Y; each
+        new weight is one scaling pass, an optional fused multiply-add, and the sum subtracted in place (for
+        pairs inside the matmul), so no extra weight-sized passes.
+        """
         mom = st.momentum
-        inc = [-sg for sg in sums_G]
-        if mom is not None:
-            inc = [scale_weights(s, co.f_e) + i for s, i in zip(mom, inc)]
-            mom = [scale_weights(s, co.m_e) - sn for s, sn in zip(mom, sums_N)]
-        acc = [scale_weights(a, co.beta_e) + i for a, i in zip(st.acc, inc)]
+
+        def update(w: Tensor, decay: Tensor, carry: Tensor | None, xy: tuple[Tensor, Tensor]) -> Tensor:
+            out = scale_weights(w, decay)
+            if carry is not None and mom is not None:
+                out = out + scale_weights(carry, co.f_e) if co.f_e.dim() > 1 else out.addcmul_(carry, co.f_e[:, None, None])
+            return out.baddbmm_(*xy, alpha=-1.0) if isinstance(xy, tuple) else out.sub_(xy)
+
+        acc = [update(a, co.beta_e, s, xy) for a, s, xy in zip(st.acc, mom or [None] * len(st.acc), sums_G)]
         identity = self.rule.retention.identity_link
-        read = acc if identity else [scale_weights(r, co.beta_e) + i for r, i in zip(st.read, inc)]
+        read = acc if identity else [update(r, co.beta_e, s, xy) for r, s, xy in zip(st.read, mom or [None] * len(st.read), sums_G)]
+        if mom is not None:
+            mom = [update(s, co.m_e, None, xy) for s, xy in zip(mom, sums_N)]
         offset = st.offset + n
         grad_at = st.grad_at
         if offset == chunk_size:
             read = grad_at = self.rule.retention.link(acc)
             offset = 0
         return MemoryState(acc, mom, read, grad_at, offset)
+
 
 
 class StackStep(_Step):
@@ -73,10 +86,15 @@ class StackStep(_Step):
         mom = st.momentum
 
         def dual_linear(l: int, a: Tensor) -> Tensor:
-            z = scale_tokens(a @ st.read[l].mT, co.beta_r)
-            if mom is not None:
-                z = z + scale_tokens(a @ mom[l].mT, co.f_r)
-            return z - _mix(a @ cache.inputs[l].mT, co.G_r, deltas[l])
+            mix = _mix(a @ cache.inputs[l].mT, co.G_r, deltas[l])
+            if co.beta_r.dim() == 3:  # per-channel coefficients scale the output rows
+                z = scale_tokens(a @ st.read[l].mT, co.beta_r)
+                if mom is not None:
+                    z = z + scale_tokens(a @ mom[l].mT, co.f_r)
+                return z - mix
+            # per-token scalars scale the (narrower) input rows; the sums accumulate inside the matmuls
+            z = torch.baddbmm(-mix, scale_tokens(a, co.beta_r), st.read[l].mT)
+            return z if mom is None else z.baddbmm_(scale_tokens(a, co.f_r), mom[l].mT)
 
         y = structure.run(st.read, inp.q, linear=dual_linear)
         sums_G = [_weighted_outer(d, co.G_e, a) for d, a in zip(deltas, cache.inputs)]
@@ -121,9 +139,8 @@ class FuncStep(StackStep):
             weights.append(w - combine(co.G_r, ul))
         read_token = lambda w, q: structure.forward(list(w), q)  # noqa: E731
         y = torch.func.vmap(torch.func.vmap(read_token))(tuple(weights), inp.q)
-        sums_G = [combine(co.G_e, ul) for ul in u]
-        sums_N = None if mom is None else [combine(co.N_e, ul) for ul in u]
-        new = self.advance(st, co, sums_G, sums_N, n, chunk_size)
+        new = self.advance(st, co, [combine(co.G_e, ul) for ul in u],
+                           None if mom is None else [combine(co.N_e, ul) for ul in u], n, chunk_size)
         return self.fix_chunk_end_read(y, new, inp), new
 
 
