@@ -17,6 +17,7 @@ from torch import Tensor
 from ..memory import StackMemory
 from ..optim import StepInputs
 from .coefficients import ChunkCoefficients, chunk_coefficients
+from .fused import decay_update
 from .ops import lr_scaled, scale_tokens, scale_weights
 from .state import MemoryState
 
@@ -55,7 +56,10 @@ class _Step:
         """
         mom = st.momentum
 
-        def update(w: Tensor, decay: Tensor, carry: Tensor | None, xy: tuple[Tensor, Tensor]) -> Tensor:
+        def update(w: Tensor, decay: Tensor, carry: Tensor | None, xy) -> Tensor:
+            carry = carry if mom is not None else None
+            if isinstance(xy, tuple) and decay.dim() == 1:
+                return decay_update(w, decay, carry, co.f_e if carry is not None else None, *xy)
             out = scale_weights(w, decay)
             if carry is not None and mom is not None:
                 out = out + scale_weights(carry, co.f_e) if co.f_e.dim() > 1 else out.addcmul_(carry, co.f_e[:, None, None])

@@ -7,6 +7,7 @@ dual form. This module holds the forward with a cache and the hand-written backw
 from __future__ import annotations
 
 import math
+
 from dataclasses import dataclass
 from typing import Callable
 
@@ -19,22 +20,25 @@ from .base import MemoryStructure
 LN_EPS = 1e-5
 
 
-def _gelu_grad(z: Tensor) -> Tensor:
+def _gelu_backward(g: Tensor, z: Tensor) -> Tensor:
+    # Written out rather than aten.gelu_backward: its double backward gave NaN gradients on a
+    # 10k-token sequence (tests/components/test_engine_numerics.py).
     cdf = 0.5 * (1.0 + torch.erf(z * (1.0 / math.sqrt(2.0))))
     pdf = torch.exp(-0.5 * z * z) * (1.0 / math.sqrt(2.0 * math.pi))
-    return cdf + z * pdf
+    return g * (cdf + z * pdf)
 
 
-def _silu_grad(z: Tensor) -> Tensor:
+def _silu_backward(g: Tensor, z: Tensor) -> Tensor:
     s = torch.sigmoid(z)
-    return s * (1.0 + z * (1.0 - s))
+    return g * (s * (1.0 + z * (1.0 - s)))
 
 
-ACTIVATIONS: dict[str, tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]] = {
-    "gelu": (F.gelu, _gelu_grad),
-    "silu": (F.silu, _silu_grad),
-    "tanh": (torch.tanh, lambda z: 1.0 - torch.tanh(z) ** 2),
-    "relu": (F.relu, lambda z: (z > 0).to(z.dtype)),
+# name -> (activation, backward(g, z) = g * activation'(z))
+ACTIVATIONS: dict[str, tuple[Callable[[Tensor], Tensor], Callable[[Tensor, Tensor], Tensor]]] = {
+    "gelu": (F.gelu, _gelu_backward),
+    "silu": (F.silu, _silu_backward),
+    "tanh": (torch.tanh, lambda g, z: g * (1.0 - torch.tanh(z) ** 2)),
+    "relu": (F.relu, lambda g, z: g * (z > 0).to(z.dtype)),
 }
 
 
@@ -94,10 +98,10 @@ class StackMemory(MemoryStructure):
 
     def backward(self, params: list[Tensor], cache: StackCache, g: Tensor) -> list[Tensor]:
         """Per-token gradients of the loss w.r.t. each layer's output z_l, given dL/dy = g."""
-        grad_act = ACTIVATIONS[self.activation_name][1] if self.activation_name else None
+        act_backward = ACTIVATIONS[self.activation_name][1] if self.activation_name else None
         delta = layer_norm_backward(cache.pre[-1], g) if self.has_residual else g
         deltas = [delta]
         for l in range(len(params) - 1, 0, -1):
-            delta = (delta @ params[l]) * grad_act(cache.pre[l - 1])
+            delta = act_backward(delta @ params[l], cache.pre[l - 1])
             deltas.append(delta)
         return deltas[::-1]
