@@ -10,5 +10,5 @@ from components.engine import enumerate_rules
 ok, rejected = enumerate_rules()
 print(f"\n{len(ok)} compatible combinations of the four axes at default options ({len(rejected)} rejected, e.g.:")
 print("  " + rejected[0][1] + ")")
-print("\nNext: python benchmarks/memory_engine.py   (engine speed against titans-pytorch; pip install -e '.[bench]')")
+print("\nNext: .venv/bin/pip install -e '.[bench]' && .venv/bin/python benchmarks/memory_engine.py  (engine vs titans-pytorch)")
 PY

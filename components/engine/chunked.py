@@ -57,11 +57,10 @@ class _Step:
         mom = st.momentum
 
         def update(w: Tensor, decay: Tensor, carry: Tensor | None, xy) -> Tensor:
-            carry = carry if mom is not None else None
             if isinstance(xy, tuple) and decay.dim() == 1:
                 return decay_update(w, decay, carry, co.f_e if carry is not None else None, *xy)
             out = scale_weights(w, decay)
-            if carry is not None and mom is not None:
+            if carry is not None:  # per-channel f_e: rows scaled; per-head: one fused multiply-add
                 out = out + scale_weights(carry, co.f_e) if co.f_e.dim() > 1 else out.addcmul_(carry, co.f_e[:, None, None])
             return out.baddbmm_(*xy, alpha=-1.0) if isinstance(xy, tuple) else out.sub_(xy)
 
