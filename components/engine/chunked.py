@@ -18,7 +18,7 @@ from ..memory import StackMemory
 from ..optim import StepInputs
 from .coefficients import ChunkCoefficients, chunk_coefficients
 from .fused import decay_update
-from .ops import lr_scaled, scale_tokens, scale_weights
+from .ops import scale_tokens, scale_weights, scaled_output_grad
 from .state import MemoryState
 
 
@@ -76,6 +76,12 @@ class _Step:
             offset = 0
         return MemoryState(acc, mom, read, grad_at, offset)
 
+    def fix_chunk_end_read(self, y: Tensor, new: MemoryState, inp: StepInputs) -> Tensor:
+        # A non-identity link is applied at the chunk end, so the chunk's last read-after-write sees it.
+        if self.read_after and new.offset == 0 and not self.rule.retention.identity_link:
+            last = self.rule.structure.forward(new.read, inp.q[:, -1:])
+            y = torch.cat([y[:, :-1], last], dim=1)
+        return y
 
 
 class StackStep(_Step):
@@ -83,7 +89,7 @@ class StackStep(_Step):
         structure: StackMemory = self.rule.structure
         n = inp.k.shape[1]
         yk, cache = structure.run(st.grad_at, inp.k, cache=True)
-        g = lr_scaled(self.rule.bias.output_grad(yk, inp.v, inp.gates), inp.gates["lr"])
+        g = scaled_output_grad(self.rule.bias, yk, inp.v, inp.gates)
         deltas = structure.backward(st.grad_at, cache, g)
         co = self.coefficients(inp.gates, n, inp.k)
         mom = st.momentum
@@ -105,22 +111,14 @@ class StackStep(_Step):
         new = self.advance(st, co, sums_G, sums_N, n, chunk_size)
         return self.fix_chunk_end_read(y, new, inp), new
 
-    def fix_chunk_end_read(self, y: Tensor, new: MemoryState, inp: StepInputs) -> Tensor:
-        # A non-identity link is applied at the chunk end, so the chunk's last read-after-write sees it.
-        if self.read_after and new.offset == 0 and not self.rule.retention.identity_link:
-            last = self.rule.structure.forward(new.read, inp.q[:, -1:])
-            y = torch.cat([y[:, :-1], last], dim=1)
-        return y
-
-
-class FuncStep(StackStep):
+class FuncStep(_Step):
     """Generic path for any registered module: torch.func per-token gradients and per-token reads."""
 
     def __call__(self, st: MemoryState, inp: StepInputs, chunk_size: int):
         structure = self.rule.structure
         n = inp.k.shape[1]
         yk = structure.forward(st.grad_at, inp.k)
-        g = lr_scaled(self.rule.bias.output_grad(yk, inp.v, inp.gates), inp.gates["lr"])
+        g = scaled_output_grad(self.rule.bias, yk, inp.v, inp.gates)
 
         def token_grad(params, k, gt):
             _, vjp = torch.func.vjp(lambda *w: structure.forward(list(w), k), *params)

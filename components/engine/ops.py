@@ -14,6 +14,6 @@ def scale_weights(w: Tensor, coef: Tensor) -> Tensor:
     return w * (coef[:, None, None] if coef.dim() == 1 else coef[:, :, None])
 
 
-def lr_scaled(g: Tensor, lr: Tensor) -> Tensor:
-    """Fold the inner learning rate into the output gradient (scalar or channel-wise theta)."""
-    return scale_tokens(g, lr)
+def scaled_output_grad(bias, yhat: Tensor, v: Tensor, gates: dict[str, Tensor]) -> Tensor:
+    """theta_t * d bias / d M(k): the inner learning rate (scalar or channel-wise) folded into the output gradient."""
+    return scale_tokens(bias.output_grad(yhat, v, gates), gates["lr"])

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from ..optim import StepInputs
-from .ops import lr_scaled, scale_weights
+from .ops import scale_weights, scaled_output_grad
 from .state import MemoryState
 
 
@@ -34,7 +34,7 @@ def reference_scan(rule, state: MemoryState, inputs: StepInputs, chunk_size: int
         if not read_after:
             outs.append(structure.forward(read, q))
         yk, vjp = torch.func.vjp(lambda *w: structure.forward(list(w), k), *grad_at)
-        g = lr_scaled(bias.output_grad(yk, v, gates_t), gates_t["lr"])
+        g = scaled_output_grad(bias, yk, v, gates_t)
         u = vjp(g)
         if mom is not None:
             eta = _gate(inputs.gates, "momentum", t)

@@ -9,10 +9,14 @@ from components.neural_memory import NeuralMemory
 from .helpers import engine_inputs
 
 
-def test_ten_thousand_tokens_forward_and_backward_stay_finite():
+def titans_layer(chunk_size: int) -> NeuralMemory:
     torch.manual_seed(0)
-    layer = NeuralMemory(32, dict(structure="mlp", bias="l2", retention="decay", algorithm="momentum"), heads=2,
-                         chunk_size=64)
+    return NeuralMemory(32, dict(structure="mlp", bias="l2", retention="decay", algorithm="momentum"), heads=2,
+                        chunk_size=chunk_size)
+
+
+def test_ten_thousand_tokens_forward_and_backward_stay_finite():
+    layer = titans_layer(chunk_size=64)
     x = torch.randn(1, 10_000, 32)
     y, state = layer(x)
     y.pow(2).mean().backward()
@@ -22,9 +26,7 @@ def test_ten_thousand_tokens_forward_and_backward_stay_finite():
 
 
 def test_bf16_autocast_runs_the_inner_loop_in_fp32():
-    torch.manual_seed(0)
-    layer = NeuralMemory(32, dict(structure="mlp", bias="l2", retention="decay", algorithm="momentum"), heads=2,
-                         chunk_size=16)
+    layer = titans_layer(chunk_size=16)
     x = torch.randn(2, 64, 32)
     y32, _ = layer(x)
     with torch.autocast("cpu", dtype=torch.bfloat16):
