@@ -18,7 +18,7 @@ from ..memory import StackMemory
 from ..optim import StepInputs
 from .coefficients import ChunkCoefficients, chunk_coefficients
 from .fused import decay_update
-from .ops import scale_tokens, scale_weights, scaled_output_grad
+from .ops import dual_read, linear_wt, scale_tokens, scale_weights, scaled_output_grad
 from .state import MemoryState
 
 
@@ -88,7 +88,7 @@ class StackStep(_Step):
     def __call__(self, st: MemoryState, inp: StepInputs, chunk_size: int):
         structure: StackMemory = self.rule.structure
         n = inp.k.shape[1]
-        yk, cache = structure.run(st.grad_at, inp.k, cache=True)
+        yk, cache = structure.run(st.grad_at, inp.k, cache=True, linear=lambda l, a: linear_wt(a, st.grad_at[l]))
         g = scaled_output_grad(self.rule.bias, yk, inp.v, inp.gates)
         deltas = structure.backward(st.grad_at, cache, g)
         co = self.coefficients(inp.gates, n, inp.k)
@@ -97,13 +97,11 @@ class StackStep(_Step):
         def dual_linear(l: int, a: Tensor) -> Tensor:
             mix = _mix(a @ cache.inputs[l].mT, co.G_r, deltas[l])
             if co.beta_r.dim() == 3:  # per-channel coefficients scale the output rows
-                z = scale_tokens(a @ st.read[l].mT, co.beta_r)
+                z = scale_tokens(linear_wt(a, st.read[l]), co.beta_r)
                 if mom is not None:
-                    z = z + scale_tokens(a @ mom[l].mT, co.f_r)
+                    z = z + scale_tokens(linear_wt(a, mom[l]), co.f_r)
                 return z - mix
-            # per-token scalars scale the (narrower) input rows; the sums accumulate inside the matmuls
-            z = torch.baddbmm(-mix, scale_tokens(a, co.beta_r), st.read[l].mT)
-            return z if mom is None else z.baddbmm_(scale_tokens(a, co.f_r), mom[l].mT)
+            return dual_read(a, co.beta_r, st.read[l], co.f_r, None if mom is None else mom[l]) - mix
 
         y = structure.run(st.read, inp.q, linear=dual_linear)
         sums_G = [_weighted_outer(d, co.G_e, a) for d, a in zip(deltas, cache.inputs)]
@@ -150,12 +148,14 @@ def chunked_scan(rule, state: MemoryState, inputs: StepInputs, chunk_size: int, 
         path = "stack" if isinstance(rule.structure, StackMemory) else "func"
     step = (StackStep if path == "stack" else FuncStep)(rule, read_after)
     T = inputs.k.shape[1]
-    outs, pos = [], 0
-    while pos < T:
-        n = min(chunk_size - state.offset, T - pos)
-        sl = slice(pos, pos + n)
-        seg = StepInputs(inputs.k[:, sl], inputs.v[:, sl], inputs.q[:, sl], {k: g[:, sl] for k, g in inputs.gates.items()})
-        y, state = step(state, seg, chunk_size)
+    first = min(chunk_size - state.offset, T)
+    sizes = [first] + [chunk_size] * ((T - first) // chunk_size)
+    sizes = [s for s in sizes + [T - first - chunk_size * (len(sizes) - 1)] if s > 0]
+    # split, not per-chunk slicing: each slice's backward would allocate and zero a full-sequence tensor
+    split = lambda x: x.split(sizes, dim=1)  # noqa: E731
+    gates = {name: split(g) for name, g in inputs.gates.items()}
+    outs = []
+    for i, (k, v, q) in enumerate(zip(split(inputs.k), split(inputs.v), split(inputs.q))):
+        y, state = step(state, StepInputs(k, v, q, {name: g[i] for name, g in gates.items()}), chunk_size)
         outs.append(y)
-        pos += n
     return torch.cat(outs, dim=1), state

@@ -13,8 +13,8 @@ from torch import Tensor
 
 
 def _bdot(a: Tensor, b: Tensor) -> Tensor:
-    n = a.shape[0]
-    return (a.reshape(n, 1, -1) @ b.reshape(n, -1, 1)).view(n)
+    # one torch.dot per sequence-head: a (N, 1, numel) @ (N, numel, 1) bmm ran ~20x slower on CPU
+    return torch.stack([torch.dot(x.reshape(-1), y.reshape(-1)) for x, y in zip(a, b)])
 
 
 class DecayUpdate(torch.autograd.Function):

@@ -20,26 +20,78 @@ from .base import MemoryStructure
 LN_EPS = 1e-5
 
 
-def _gelu_backward(g: Tensor, z: Tensor) -> Tensor:
-    # Written out rather than aten.gelu_backward: its double backward gave NaN gradients on a
-    # 10k-token sequence (tests/components/test_engine_numerics.py).
-    cdf = 0.5 * (1.0 + torch.erf(z * (1.0 / math.sqrt(2.0))))
-    pdf = torch.exp(-0.5 * z * z) * (1.0 / math.sqrt(2.0 * math.pi))
-    return g * (cdf + z * pdf)
+@dataclass(frozen=True)
+class Activation:
+    """sigma with its first and second derivatives: the engine's hand backward needs sigma', and the
+    outer gradient through that backward needs sigma''."""
+
+    fn: Callable[[Tensor], Tensor]
+    d1: Callable[[Tensor], Tensor]
+    d2: Callable[[Tensor], Tensor]
 
 
-def _silu_backward(g: Tensor, z: Tensor) -> Tensor:
+_SQRT_HALF = 1.0 / math.sqrt(2.0)
+
+
+def _gauss(z: Tensor) -> Tensor:
+    return torch.exp(-0.5 * z * z) * (1.0 / math.sqrt(2.0 * math.pi))
+
+
+def _gelu_d1(z: Tensor) -> Tensor:
+    return 0.5 * (1.0 + torch.erf(z * _SQRT_HALF)) + z * _gauss(z)
+
+
+def _gelu_d2(z: Tensor) -> Tensor:
+    return _gauss(z) * (2.0 - z * z)
+
+
+def _silu_d1(z: Tensor) -> Tensor:
     s = torch.sigmoid(z)
-    return g * (s * (1.0 + z * (1.0 - s)))
+    return s * (1.0 + z * (1.0 - s))
 
 
-# name -> (activation, backward(g, z) = g * activation'(z))
-ACTIVATIONS: dict[str, tuple[Callable[[Tensor], Tensor], Callable[[Tensor, Tensor], Tensor]]] = {
-    "gelu": (F.gelu, _gelu_backward),
-    "silu": (F.silu, _silu_backward),
-    "tanh": (torch.tanh, lambda g, z: g * (1.0 - torch.tanh(z) ** 2)),
-    "relu": (F.relu, lambda g, z: g * (z > 0).to(z.dtype)),
+def _silu_d2(z: Tensor) -> Tensor:
+    s = torch.sigmoid(z)
+    return s * (1.0 - s) * (2.0 + z * (1.0 - 2.0 * s))
+
+
+def _tanh_d1(z: Tensor) -> Tensor:
+    return 1.0 - torch.tanh(z) ** 2
+
+
+def _tanh_d2(z: Tensor) -> Tensor:
+    t = torch.tanh(z)
+    return -2.0 * t * (1.0 - t * t)
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    "gelu": Activation(F.gelu, _gelu_d1, _gelu_d2),
+    "silu": Activation(F.silu, _silu_d1, _silu_d2),
+    "tanh": Activation(torch.tanh, _tanh_d1, _tanh_d2),
+    "relu": Activation(F.relu, lambda z: (z > 0).to(z.dtype), torch.zeros_like),
 }
+
+
+class _ActivationBackward(torch.autograd.Function):
+    """g * sigma'(z), saving only g and z: written out through autograd it kept every intermediate of
+    sigma' per token (a third of the engine's saved activations for gelu)."""
+
+    @staticmethod
+    def forward(ctx, g: Tensor, z: Tensor, act: Activation) -> Tensor:
+        ctx.save_for_backward(g, z)
+        ctx.act = act
+        return g * act.d1(z)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        g, z = ctx.saved_tensors
+        gg = grad * ctx.act.d1(z) if ctx.needs_input_grad[0] else None
+        gz = grad * g * ctx.act.d2(z) if ctx.needs_input_grad[1] else None
+        return gg, gz, None
+
+
+def activation_backward(act: Activation, g: Tensor, z: Tensor) -> Tensor:
+    return _ActivationBackward.apply(g, z, act)
 
 
 def layer_norm(h: Tensor) -> Tensor:
@@ -82,7 +134,7 @@ class StackMemory(MemoryStructure):
 
     def run(self, params: list[Tensor], x: Tensor, linear: Linear | None = None, cache: bool = False):
         """Forward; `linear(l, a)` replaces `a @ W_l^T` (the engine passes its dual-form reader)."""
-        act = ACTIVATIONS[self.activation_name][0] if self.activation_name else None
+        act = ACTIVATIONS[self.activation_name].fn if self.activation_name else None
         inputs, pre = [], []
         a = x
         for l, w in enumerate(params):
@@ -98,10 +150,10 @@ class StackMemory(MemoryStructure):
 
     def backward(self, params: list[Tensor], cache: StackCache, g: Tensor) -> list[Tensor]:
         """Per-token gradients of the loss w.r.t. each layer's output z_l, given dL/dy = g."""
-        act_backward = ACTIVATIONS[self.activation_name][1] if self.activation_name else None
+        act = ACTIVATIONS[self.activation_name] if self.activation_name else None
         delta = layer_norm_backward(cache.pre[-1], g) if self.has_residual else g
         deltas = [delta]
         for l in range(len(params) - 1, 0, -1):
-            delta = act_backward(delta @ params[l], cache.pre[l - 1])
+            delta = activation_backward(act, delta @ params[l], cache.pre[l - 1])
             deltas.append(delta)
         return deltas[::-1]
