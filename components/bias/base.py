@@ -13,6 +13,10 @@ BIASES = Registry("bias", "attentional bias: the inner objective of the memory")
 
 
 class AttentionalBias(Component):
+    # c where output_grad(yhat, v) = c * yhat + b(v), if the gradient is affine in the prediction with that
+    # slope (l2: 1, dot: 0). Such a bias on a linear memory has an exact parallel form inside a chunk.
+    prediction_slope: float | None = None
+
     def gates(self) -> dict[str, str]:
         """Data-dependent inputs this bias reads, name -> 'head' or 'channel'."""
         return {}

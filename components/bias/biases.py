@@ -11,6 +11,7 @@ from .base import BIASES, AttentionalBias, gate_like
 @BIASES.register("dot")
 class DotProductBias(AttentionalBias):
     summary = "Hebbian dot product -<M(k), v>: linear attention, RetNet, Mamba2, GLA"
+    prediction_slope = 0.0
 
     def output_grad(self, yhat, v, gates):
         return -v.expand_as(yhat)
@@ -22,6 +23,7 @@ class DotProductBias(AttentionalBias):
 @BIASES.register("l2")
 class L2Bias(AttentionalBias):
     summary = "delta rule 1/2 ||M(k) - v||^2: DeltaNet, Gated DeltaNet, TTT, Titans"
+    prediction_slope = 1.0
 
     def output_grad(self, yhat, v, gates):
         return yhat - v

@@ -11,6 +11,8 @@ Two paths:
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import Tensor
 
@@ -43,8 +45,13 @@ class _Step:
         self.rule = rule
         self.read_after = read_after
 
-    def coefficients(self, gates: dict[str, Tensor], n: int, like: Tensor) -> ChunkCoefficients:
-        return chunk_coefficients(gates.get("retain"), gates.get("momentum"), n, like, self.read_after)
+    def coefficients(self, gates: dict[str, Tensor], n: int, like: Tensor, read_after: bool | None = None) -> ChunkCoefficients:
+        after = self.read_after if read_after is None else read_after
+        return chunk_coefficients(gates.get("retain"), gates.get("momentum"), n, like, after)
+
+    def grad_point_scale(self, gates: dict[str, Tensor]) -> Tensor | None:
+        """alpha_t for a retention that takes the gradient at the decayed weights (linear memories only)."""
+        return gates["retain"] if self.rule.retention.grad_after_decay else None
 
     def advance(self, st: MemoryState, co: ChunkCoefficients, sums_G: list, sums_N: list | None,
                 n: int, chunk_size: int) -> MemoryState:
@@ -88,7 +95,12 @@ class StackStep(_Step):
     def __call__(self, st: MemoryState, inp: StepInputs, chunk_size: int):
         structure: StackMemory = self.rule.structure
         n = inp.k.shape[1]
-        yk, cache = structure.run(st.grad_at, inp.k, cache=True, linear=lambda l, a: linear_wt(a, st.grad_at[l]))
+        alpha = self.grad_point_scale(inp.gates)
+        if alpha is None:
+            key_linear = lambda l, a: linear_wt(a, st.grad_at[l])  # noqa: E731
+        else:  # M_{alpha W}(k) = alpha * (W k) for the linear memory this retention allows
+            key_linear = lambda l, a: scale_tokens(linear_wt(a, st.grad_at[l]), alpha)  # noqa: E731
+        yk, cache = structure.run(st.grad_at, inp.k, cache=True, linear=key_linear)
         g = scaled_output_grad(self.rule.bias, yk, inp.v, inp.gates)
         deltas = structure.backward(st.grad_at, cache, g)
         co = self.coefficients(inp.gates, n, inp.k)
@@ -115,15 +127,21 @@ class FuncStep(_Step):
     def __call__(self, st: MemoryState, inp: StepInputs, chunk_size: int):
         structure = self.rule.structure
         n = inp.k.shape[1]
-        yk = structure.forward(st.grad_at, inp.k)
+        alpha = self.grad_point_scale(inp.gates)
+        if alpha is None:
+            yk = structure.forward(st.grad_at, inp.k)
+            alpha = inp.k.new_ones(inp.k.shape[:2])
+        else:
+            yk = scale_tokens(structure.forward(st.grad_at, inp.k), alpha)
         g = scaled_output_grad(self.rule.bias, yk, inp.v, inp.gates)
 
-        def token_grad(params, k, gt):
-            _, vjp = torch.func.vjp(lambda *w: structure.forward(list(w), k), *params)
+        def token_grad(params, k, gt, a):
+            point = [w * (a if a.dim() == 0 else a[:, None]) for w in params]
+            _, vjp = torch.func.vjp(lambda *w: structure.forward(list(w), k), *point)
             return vjp(gt)
 
-        per_seq = torch.func.vmap(token_grad, in_dims=(None, 0, 0))
-        u = torch.func.vmap(per_seq, in_dims=(0, 0, 0))(tuple(st.grad_at), inp.k, g)  # each (N, n, *shape)
+        per_seq = torch.func.vmap(token_grad, in_dims=(None, 0, 0, 0))
+        u = torch.func.vmap(per_seq, in_dims=(0, 0, 0, 0))(tuple(st.grad_at), inp.k, g, alpha)  # each (N, n, *shape)
         co = self.coefficients(inp.gates, n, inp.k)
         mom = st.momentum
 
@@ -143,10 +161,60 @@ class FuncStep(_Step):
         return self.fix_chunk_end_read(y, new, inp), new
 
 
+class ExactStep(_Step):
+    """The exact token-by-token recurrence, in parallel inside a chunk, for a linear memory whose bias has an
+    output gradient affine in the prediction (l2 with slope c = 1: DeltaNet, Gated DeltaNet, Longhorn,
+    Titans-linear), per-head gates and an identity link.
+
+    The prediction at W_{t-1} is the read-before dual form at the key, P = B - L g with
+    L[t, j] = G_b[t, j] (k_j . k_t) strictly lower; g_t = theta_t * grad(P_t) is affine in P, so
+        (I + c diag(theta) L) g = theta * grad(B)
+    is one unit-lower-triangular solve per chunk (the WY/UT form of DeltaNet's chunked algorithm, here with
+    momentum and decay through the same coefficients). Reads and the chunk-end update are the stack path's.
+    """
+
+    def __call__(self, st: MemoryState, inp: StepInputs, chunk_size: int):
+        n = inp.k.shape[1]
+        k, mom = inp.k, st.momentum
+        W0, S0 = st.read[0], None if mom is None else mom[0]
+        co = self.coefficients(inp.gates, n, k)
+        before = self.coefficients(inp.gates, n, k, read_after=False)
+        beta_b, f_b, G_b = before.beta_r, before.f_r, before.G_r
+        alpha = self.grad_point_scale(inp.gates)
+        if alpha is not None:  # the gradient point is alpha_t W_{t-1}
+            beta_b, G_b = beta_b * alpha, G_b * alpha[..., None]
+            f_b = None if f_b is None else f_b * alpha
+        B = dual_read(k, beta_b, W0, f_b, S0)
+        rhs = scaled_output_grad(self.rule.bias, B, inp.v, inp.gates)
+        slope = self.rule.bias.prediction_slope
+        if slope:
+            L = (G_b * (k @ k.mT)) * (slope * inp.gates["lr"])[..., None]
+            g = torch.linalg.solve_triangular(L, rhs, upper=False, unitriangular=True)
+        else:
+            g = rhs
+        y = dual_read(inp.q, co.beta_r, W0, co.f_r, S0) - _mix(inp.q @ k.mT, co.G_r, g)
+        sums_G = [_weighted_outer(g, co.G_e, k)]
+        sums_N = None if mom is None else [_weighted_outer(g, co.N_e, k)]
+        # No mini-batch inside an exact chunk: every segment ends at a chunk boundary.
+        return y, self.advance(replace(st, offset=0), co, sums_G, sums_N, n, n)
+
+
+def exact_parallel_supported(rule) -> bool:
+    """Whether ExactStep computes this rule: linear memory, affine bias, per-head gates, identity link."""
+    retention = rule.retention
+    return (
+        rule.structure.name == "linear"
+        and rule.bias.prediction_slope is not None
+        and retention.identity_link
+        and getattr(retention, "granularity", "head") == "head"
+        and not rule.bias.gates()
+    )
+
+
 def chunked_scan(rule, state: MemoryState, inputs: StepInputs, chunk_size: int, read_after: bool, path: str = "auto"):
     if path == "auto":
         path = "stack" if isinstance(rule.structure, StackMemory) else "func"
-    step = (StackStep if path == "stack" else FuncStep)(rule, read_after)
+    step = {"stack": StackStep, "func": FuncStep, "exact": ExactStep}[path](rule, read_after)
     T = inputs.k.shape[1]
     first = min(chunk_size - state.offset, T)
     sizes = [first] + [chunk_size] * ((T - first) // chunk_size)

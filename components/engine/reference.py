@@ -1,6 +1,7 @@
 """The reference: DESIGN.md's recurrence, one token (inner step) at a time, for any rule.
 
-    u_t = grad_W bias(M_W(k_t), v_t) at the chunk-start weights (W_{t-1} when chunk_size == 1)
+    u_t = grad_W bias(M_W(k_t), v_t) at the chunk-start weights (W_{t-1} when chunk_size == 1),
+          times alpha_t for a retention that decays before the write (Gated DeltaNet)
     S_t = eta_t S_{t-1} - theta_t u_t            (S_t = -theta_t u_t without momentum)
     A_t = alpha_t A_{t-1} + S_t,  W_t = link(A_t) at chunk ends (linear in-chunk update otherwise)
     y_t = M_{W_t}(q_t)  (read after write) or M_{W_{t-1}}(q_t) (read before write)
@@ -33,7 +34,9 @@ def reference_scan(rule, state: MemoryState, inputs: StepInputs, chunk_size: int
         gates_t = {name: g[:, t : t + 1] for name, g in inputs.gates.items()}
         if not read_after:
             outs.append(structure.forward(read, q))
-        yk, vjp = torch.func.vjp(lambda *w: structure.forward(list(w), k), *grad_at)
+        alpha = _gate(inputs.gates, "retain", t)
+        point = [scale_weights(w, alpha) for w in grad_at] if rule.retention.grad_after_decay else grad_at
+        yk, vjp = torch.func.vjp(lambda *w: structure.forward(list(w), k), *point)
         g = scaled_output_grad(bias, yk, v, gates_t)
         u = vjp(g)
         if mom is not None:
@@ -42,7 +45,6 @@ def reference_scan(rule, state: MemoryState, inputs: StepInputs, chunk_size: int
             mom = step
         else:
             step = [-ui for ui in u]
-        alpha = _gate(inputs.gates, "retain", t)
         keep = (lambda w: w) if alpha is None else (lambda w: scale_weights(w, alpha))
         acc = [keep(a) + s for a, s in zip(acc, step)]
         read = acc if identity else [keep(r) + s for r, s in zip(read, step)]

@@ -6,12 +6,12 @@ from torch import Tensor
 
 from ..optim import StepInputs
 from ..options import ComponentError
-from .chunked import chunked_scan
+from .chunked import chunked_scan, exact_parallel_supported
 from .reference import reference_scan
 from .rule import MemoryRule
 from .state import MemoryState
 
-PATHS = ("auto", "stack", "func", "reference")
+PATHS = ("auto", "exact", "stack", "func", "reference")
 
 
 def memory_scan(
@@ -24,13 +24,20 @@ def memory_scan(
     chunk_size: int = 64,
     read: str = "after",
     path: str = "auto",
+    exact: bool | None = None,
 ) -> tuple[Tensor, MemoryState]:
     """Run the memory over a sequence.
 
     k, v: (N, T, d) (or (N, T * steps, d) for per-sub-step keys of a multi-step algorithm); q: (N, T, d);
     gates: 'lr' and whatever `rule.gates()` names, each (N, T) per head or (N, T, c) per channel;
     state: a MemoryState to continue from, or the initial accumulator (list of (N, *shape)).
-    chunk_size counts inner steps; 1 is the exact recurrence. Returns y (N, T, d_out) and the new state.
+    chunk_size counts inner steps. Returns y (N, T, d_out) and the new state.
+
+    exact: the inner recurrence token by token (True), or the mini-batch recurrence of the chunked form with
+    every gradient of a chunk at the chunk-start weights (False; TTT/Titans semantics). Both are the same
+    for chunk_size 1. Default: exact where a parallel exact form exists (linear memory, l2 or dot bias, per-head
+    gates: DeltaNet, Gated DeltaNet, Longhorn, Titans-linear), so chunk_size is then only a speed knob;
+    the paths 'stack' and 'func' compute the mini-batch form.
     """
     if read not in ("after", "before"):
         raise ComponentError(f"read must be 'after' or 'before', got {read!r}")
@@ -38,6 +45,16 @@ def memory_scan(
         raise ComponentError(f"path must be one of {', '.join(PATHS)}, got {path!r}")
     if chunk_size < 1:
         raise ComponentError(f"chunk_size must be >= 1, got {chunk_size}")
+    supported = exact_parallel_supported(rule)
+    if exact is None:
+        exact = supported and path not in ("stack", "func")
+    if exact and not supported:
+        raise ComponentError(f"exact=True: rule {rule.name} has no exact parallel form (it needs a linear memory, "
+                             "an l2 or dot bias, per-head gates and an identity link); use exact=False")
+    if exact and path in ("stack", "func"):
+        raise ComponentError(f"path '{path}' computes the mini-batch form; pass exact=False or path='exact'")
+    if not exact and path == "exact":
+        raise ComponentError("path 'exact' computes the exact recurrence; it cannot run with exact=False")
     missing = set(rule.gates()) - set(gates)
     if missing:
         raise ComponentError(f"rule {rule.name} needs gates {sorted(rule.gates())}; missing {sorted(missing)}")
@@ -53,9 +70,9 @@ def memory_scan(
         inputs = rule.algorithm.prepare(inputs)
         read_after = read == "after"
         if path == "reference":
-            y, state = reference_scan(rule, state, inputs, chunk_size, read_after)
+            y, state = reference_scan(rule, state, inputs, 1 if exact else chunk_size, read_after)
         else:
-            y, state = chunked_scan(rule, state, inputs, chunk_size, read_after, path)
+            y, state = chunked_scan(rule, state, inputs, chunk_size, read_after, "exact" if exact else path)
         steps = rule.algorithm.steps_per_token()
         if steps > 1:
             y = y[:, steps - 1 :: steps] if read_after else y[:, ::steps]

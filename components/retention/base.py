@@ -16,6 +16,9 @@ RETENTIONS = Registry("retention", "retention gate: decay of the past plus the m
 class Retention(Component):
     identity_link: bool = True
     uses_decay: bool = True  # reads the data-dependent retain gate alpha_t
+    # The gradient of step t is taken at alpha_t W_{t-1} (decay, then write: Gated DeltaNet) rather than
+    # at W_{t-1} (write on the undecayed weights: Titans, Mamba2-style decays).
+    grad_after_decay: bool = False
 
     def gates(self) -> dict[str, str]:
         return {"retain": getattr(self, "granularity", "head")} if self.uses_decay else {}

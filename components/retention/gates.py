@@ -19,11 +19,22 @@ class DecayRetention(Retention):
     summary = "L2 retention / weight decay W_t = alpha_t W_{t-1} + ...: RetNet, Mamba2, GLA, Gated DeltaNet, Titans"
     options = (
         Option("granularity", str, "head", "one alpha_t per head, or per output channel of a linear memory", choices=("head", "channel")),
+        Option("grad_at", str, "previous", "gradient at W_{t-1} (Titans, Mamba2) or at alpha_t W_{t-1} "
+               "(decay then write: Gated DeltaNet)", choices=("previous", "decayed")),
     )
+
+    @property
+    def grad_after_decay(self) -> bool:  # type: ignore[override]
+        return self.opts["grad_at"] == "decayed"
+
+    def label(self) -> str:
+        return "predecay" if self.grad_after_decay else "decay"
 
     def incompatible(self, parts: dict) -> tuple[str, str] | None:
         if self.granularity == "channel" and parts["structure"].name != "linear":
             return "structure", "channel-wise decay scales the output rows of a linear memory"
+        if self.grad_after_decay and parts["structure"].name != "linear":
+            return "structure", "the gradient at the decayed weights alpha_t W is supported for a linear memory"
         return None
 
 

@@ -9,13 +9,14 @@ import torch
 
 from components import memory_scan
 from components.engine import enumerate_rules
+from components.engine.chunked import exact_parallel_supported
 
 from .helpers import engine_inputs, rel_err
 
 # Non-default options worth covering on top of every component's defaults.
 VARIANTS = {
     "mlp": [{}, {"depth": 1}, {"depth": 3, "residual": False, "activation": "silu"}],
-    "decay": [{}, {"granularity": "channel"}],
+    "decay": [{}, {"granularity": "channel"}, {"grad_at": "decayed"}],
     "huber": [{}, {"delta_mode": "data", "variant": "norm"}],
     "lp": [{"p": 1.5}, {}],
 }
@@ -44,6 +45,39 @@ def test_engine_equals_reference(rule, read, chunk):
     # states pass through non-linear links (|A|^(p-1), softmax): allow their float64 rounding growth
     for a, b in zip(s.acc + s.read, s_ref.acc + s_ref.read):
         assert rel_err(a, b) < 1e-9
+
+
+EXACT_RULES = [r for r in RULES if exact_parallel_supported(r)]
+
+
+@pytest.mark.parametrize("rule", EXACT_RULES, ids=rule_id)
+@pytest.mark.parametrize("read", ["after", "before"])
+def test_exact_parallel_form_equals_token_recurrence_at_any_chunk(rule, read):
+    """Linear memory + l2/dot: chunk_size is only a speed knob; exact=False keeps the mini-batch form."""
+    acc, k, v, q, gates = engine_inputs(rule, T=7)
+    y_tok, s_tok = memory_scan(rule, k, v, q, gates, acc, chunk_size=1, read=read, path="reference")
+    for chunk in (3, 7):
+        y, s = memory_scan(rule, k, v, q, gates, acc, chunk_size=chunk, read=read)
+        assert rel_err(y, y_tok) < 1e-10
+        for a, b in zip(s.acc + (s.momentum or []), s_tok.acc + (s_tok.momentum or [])):
+            assert rel_err(a, b) < 1e-10
+    y_mb, _ = memory_scan(rule, k, v, q, gates, acc, chunk_size=3, read=read, exact=False)
+    y_mb_ref, _ = memory_scan(rule, k, v, q, gates, acc, chunk_size=3, read=read, path="reference", exact=False)
+    assert rel_err(y_mb, y_mb_ref) < 1e-10
+
+
+def test_exact_flag_is_checked():
+    from components import ComponentError
+    from components.engine import MemoryRule
+
+    rule = MemoryRule("mlp", "l2")
+    acc, k, v, q, gates = engine_inputs(rule, T=4)
+    with pytest.raises(ComponentError, match="no exact parallel form"):
+        memory_scan(rule, k, v, q, gates, acc, exact=True)
+    linear = MemoryRule("linear", "l2")
+    acc, k, v, q, gates = engine_inputs(linear, T=4)
+    with pytest.raises(ComponentError, match="mini-batch"):
+        memory_scan(linear, k, v, q, gates, acc, path="stack", exact=True)
 
 
 @PARAMS

@@ -1,5 +1,6 @@
 """Invariant 2: points of the space equal the textbook recurrences of known models, written out here
-independently of the engine (W is d_v x d_k, y_t = W_t q_t, read after write, exact: chunk size 1)."""
+independently of the engine (W is d_v x d_k, y_t = W_t q_t, read after write). Linear memories with the
+l2 or dot bias run at chunk size 4 here: their chunked form is exact (a triangular solve per chunk)."""
 from __future__ import annotations
 
 import pytest
@@ -26,9 +27,9 @@ def matvec(W, x):
     return torch.einsum("nij,nj->ni", W, x)
 
 
-def run(rule, chunk_size=1, **kw):
+def run(rule, chunk_size=4, exact=None, **kw):
     acc, k, v, q, gates = engine_inputs(rule, T=9, **kw)
-    y, _ = memory_scan(rule, k, v, q, gates, acc, chunk_size=chunk_size)
+    y, _ = memory_scan(rule, k, v, q, gates, acc, chunk_size=chunk_size, exact=exact)
     return y, acc[0], k, v, q, gates
 
 
@@ -61,6 +62,15 @@ def test_deltanet():
     assert rel_err(y, ref) < 1e-12
 
 
+def test_gated_deltanet():
+    y, W0, k, v, q, g = run(MemoryRule("linear", "l2", {"name": "decay", "grad_at": "decayed"}, "gd"))
+    a, b = g["retain"], g["lr"]
+    eye = torch.eye(k.shape[-1], dtype=k.dtype)
+    # S_t = a_t S_{t-1} (I - b k k^T) + b v k^T  (Yang et al. 2024, eq. 10)
+    step = lambda W, k, v, t: a[:, t, None, None] * W @ (eye - b[:, t, None, None] * outer(k, k)) + b[:, t, None, None] * outer(v, k)  # noqa: E731
+    assert rel_err(y, textbook(W0, k, v, q, step)) < 1e-12
+
+
 def test_longhorn_implicit_step():
     y, W0, k, v, q, g = run(MemoryRule("linear", "l2", "none", "implicit"))
     b = g["lr"]
@@ -79,7 +89,7 @@ def test_longhorn_implicit_step():
 def test_deltaproduct_two_householder_steps_per_token():
     rule = MemoryRule("linear", "l2", "none", {"name": "multistep", "steps": 2})
     acc, k, v, q, g = engine_inputs(rule, T=5)
-    y, _ = memory_scan(rule, k, v, q, g, acc, chunk_size=1)
+    y, _ = memory_scan(rule, k, v, q, g, acc, chunk_size=3)
     b, eye = g["lr"], torch.eye(k.shape[-1], dtype=k.dtype)
     W, ys = acc[0].clone(), []
     for t in range(q.shape[1]):
@@ -95,7 +105,7 @@ def test_titans_linear_closed_form_with_momentum_and_decay(chunk):
     """Titans eq. 32-33 for a linear memory: mini-batch gradients at the chunk start, written out in the
     closed form of Titans sec. 3.2 with cumulative products (fine at this length and these gates)."""
     rule = MemoryRule("linear", "l2", "decay", "momentum")
-    y, W0, k, v, q, g = run(rule, chunk_size=chunk)
+    y, W0, k, v, q, g = run(rule, chunk_size=chunk, exact=False)
     a, eta, th = g["retain"], g["momentum"], g["lr"]
     N, T, d = k.shape
     W, S, ys = W0.clone(), torch.zeros_like(W0), []

@@ -1,0 +1,147 @@
+"""Causal softmax self-attention (full or sliding-window) with RoPE and a KV cache for streaming."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+
+def _rotate_half(x: Tensor) -> Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+class RotaryEmbedding(nn.Module):
+    """RoPE, rotate-half convention (Llama / GPT-NeoX): channel i pairs with channel i + head_dim/2.
+
+    cos/sin tables are plain attributes, not buffers, so they stay out of the state dict; they are
+    rebuilt when a longer sequence, another dtype or another device shows up.
+    """
+
+    def __init__(self, head_dim: int, base: float = 10000.0) -> None:
+        super().__init__()
+        if head_dim % 2:
+            raise ValueError(f"RoPE needs an even head_dim, got {head_dim}")
+        self.head_dim, self.base = head_dim, base
+        self._cos: Tensor | None = None
+        self._sin: Tensor | None = None
+
+    def _tables(self, length: int, like: Tensor) -> tuple[Tensor, Tensor]:
+        cos = self._cos
+        if cos is None or cos.shape[0] < length or cos.dtype != like.dtype or cos.device != like.device:
+            # Grow geometrically so streaming token by token does not rebuild on every call.
+            n = max(length, 2 * cos.shape[0] if cos is not None else 0)
+            # Angles in float64 for float64 inputs (exact tests), else float32; cast only at the end.
+            work = torch.float64 if like.dtype == torch.float64 else torch.float32
+            inv_freq = self.base ** -(torch.arange(0, self.head_dim, 2, device=like.device, dtype=work) / self.head_dim)
+            angles = torch.outer(torch.arange(n, device=like.device, dtype=work), inv_freq)
+            angles = torch.cat((angles, angles), dim=-1)
+            self._cos, self._sin = angles.cos().to(like.dtype), angles.sin().to(like.dtype)
+        return self._cos, self._sin
+
+    def forward(self, x: Tensor, offset: int = 0) -> Tensor:
+        """x: (batch, heads, seq, head_dim); offset: absolute position of x's first token."""
+        seq = x.shape[-2]
+        cos, sin = self._tables(offset + seq, x)
+        cos, sin = cos[offset:offset + seq], sin[offset:offset + seq]
+        return x * cos + _rotate_half(x) * sin
+
+
+@dataclass
+class KVCache:
+    """Streaming state of one attention layer.
+
+    k, v:   (batch, heads, cached, head_dim); keys already rotated at their absolute positions
+    offset: tokens seen so far, i.e. the absolute position of the next token
+    """
+
+    k: Tensor
+    v: Tensor
+    offset: int
+
+    def detach(self) -> "KVCache":
+        """Cut the graph here (truncated BPTT); values are kept."""
+        return KVCache(self.k.detach(), self.v.detach(), self.offset)
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal softmax attention.
+
+    window=None: full causal attention. window=w: query at position i sees keys i-w+1 .. i.
+    """
+
+    def __init__(self, dim: int, heads: int, head_dim: int | None = None, window: int | None = None,
+                 rope: bool = True, rope_base: float = 10000.0, bias: bool = False) -> None:
+        super().__init__()
+        if head_dim is None:
+            if dim % heads:
+                raise ValueError(f"dim={dim} is not divisible by heads={heads}; pass head_dim")
+            head_dim = dim // heads
+        if window is not None and window < 1:
+            raise ValueError(f"window must be >= 1 or None, got {window}")
+        self.dim, self.heads, self.head_dim, self.window = dim, heads, head_dim, window
+        self.inner = heads * head_dim
+        self.qkv = nn.Linear(dim, 3 * self.inner, bias=bias)
+        self.out = nn.Linear(self.inner, dim, bias=bias)
+        self.rope = RotaryEmbedding(head_dim, rope_base) if rope else None
+
+    def _mask(self, n_q: int, n_k: int, device: torch.device) -> Tensor:
+        """Boolean (n_q, n_k), True = attend; the queries are the last n_q of the n_k positions."""
+        q_pos = torch.arange(n_k - n_q, n_k, device=device)[:, None]
+        k_pos = torch.arange(n_k, device=device)[None, :]
+        mask = k_pos <= q_pos
+        if self.window is not None:
+            mask &= k_pos > q_pos - self.window
+        return mask
+
+    def forward(self, x: Tensor, state: KVCache | None = None) -> tuple[Tensor, KVCache]:
+        """x: (batch, seq, dim) -> y: (batch, seq, dim) and the cache to pass with the next piece.
+
+        The returned cache is not detached (call .detach() for truncated BPTT). It holds every key
+        for full attention and the last window - 1 for window attention: that is all the next
+        query (which sees itself plus window - 1 earlier tokens) can reach.
+        """
+        q, k, v = rearrange(self.qkv(x), "b t (three h d) -> three b h t d", three=3, h=self.heads)
+        offset = 0 if state is None else state.offset
+        if self.rope is not None:
+            q, k = self.rope(q, offset), self.rope(k, offset)
+        if state is not None:
+            k, v = torch.cat((state.k, k), dim=2), torch.cat((state.v, v), dim=2)
+
+        n_q, n_k = q.shape[2], k.shape[2]
+        if n_k == n_q and self.window is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # fast path, no mask tensor
+        elif n_q == 1 and (self.window is None or n_k <= self.window):
+            y = F.scaled_dot_product_attention(q, k, v)  # one decoding step that sees the whole cache
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=self._mask(n_q, n_k, x.device))
+
+        keep = n_k if self.window is None else min(n_k, self.window - 1)
+        new_state = KVCache(k[:, :, n_k - keep:], v[:, :, n_k - keep:], offset + n_q)
+        return self.out(rearrange(y, "b h t d -> b t (h d)")), new_state
+
+    def cache_len(self, seq_len: int) -> int:
+        """Tokens held in the cache after seq_len tokens: seq_len, or window - 1 at most."""
+        return seq_len if self.window is None else min(seq_len, self.window - 1)
+
+    def state_numel(self, seq_len: int) -> int:
+        """Numbers held per sequence after seq_len tokens: 2 (k and v) * heads * head_dim * cache_len."""
+        return 2 * self.heads * self.head_dim * self.cache_len(seq_len)
+
+    def flops_per_token(self, seq_len: int) -> int:
+        """Forward FLOPs per token averaged over a sequence of seq_len tokens (multiply-add = 2).
+
+        projections: 2*dim*3*inner (qkv) + 2*inner*dim (out), with inner = heads * head_dim
+        attention:   2*2*heads*head_dim*K, scores q.k and the weighted sum of v, where K is the mean
+                     number of keys a query sees: mean over i = 1..L of min(i, window) (full: (L+1)/2)
+        Softmax, RoPE and masking are not counted.
+        """
+        if seq_len < 1:
+            raise ValueError(f"seq_len must be >= 1, got {seq_len}")
+        w = seq_len if self.window is None else min(self.window, seq_len)
+        total_keys = w * (w + 1) // 2 + (seq_len - w) * w  # sum_i min(i, w)
+        proj = 2 * self.dim * 3 * self.inner + 2 * self.inner * self.dim
+        return proj + round(4 * self.heads * self.head_dim * total_keys / seq_len)
