@@ -1,7 +1,8 @@
-"""Speed and memory of our NeuralMemory against titans-pytorch, on CPU, in one process.
+"""Speed and memory of our memory layer against titans-pytorch's NeuralMemory, on CPU, in one process.
 
 Contenders (forward + backward of loss = y.pow(2).mean()):
-  ours-chunked    components.neural_memory.NeuralMemory, chunked engine (path="auto")
+  ours-chunked    components.layers.MemoryLayer without short conv and output gate (projections, gates,
+                  engine: what titans-pytorch's NeuralMemory does), chunked engine (path="auto")
   ours-reference  the same module, token-by-token oracle (path="reference"), timed on a shorter
                   sequence: its cost is linear in length, so tokens/s stays comparable
   titans          lucidrains titans-pytorch NeuralMemory (momentum and weight decay are always on)
@@ -57,11 +58,11 @@ QUICK = Config(seq=256, dim=64, ref_seq=32, mm_size=512, bmm_shape=(16, 64, 256)
 # ---------------------------------------------------------------- contenders
 
 def ours(cfg: Config) -> torch.nn.Module:
-    from components.neural_memory import NeuralMemory
+    from components.layers import MemoryLayer
 
     rule = dict(structure=dict(name="mlp", depth=cfg.depth, expansion=cfg.expansion), bias="l2",
                 retention="decay", algorithm="momentum")
-    return NeuralMemory(cfg.dim, rule, heads=cfg.heads, chunk_size=cfg.chunk)
+    return MemoryLayer(cfg.dim, rule, heads=cfg.heads, chunk_size=cfg.chunk, conv_size=0, output="linear")
 
 
 def titans(cfg: Config) -> torch.nn.Module:

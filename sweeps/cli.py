@@ -30,6 +30,9 @@ def _print_components(axes: dict) -> None:
             table.add_row(comp["name"], comp["summary"], opts)
         console.print(table)
     console.print("Combine one per axis, e.g. structure=mlp bias=huber retention=decay algorithm=momentum (Yaad-like).")
+    from components.models import list_presets
+
+    console.print(f"Model presets (mirasweep components --model NAME): {', '.join(list_presets())}")
 
 
 def _range(opt: dict) -> str:
@@ -39,7 +42,60 @@ def _range(opt: dict) -> str:
     return f"[{lo}, {hi}]" + (" log" if opt.get("log") else "")
 
 
+CARD_LENGTHS = (512, 2048)
+
+
+def model_card(name: str, overrides: list[str]) -> dict:
+    """Axes, options, sizes, parameters, state and FLOPs of a preset (or a preset with overrides)."""
+    from components.models import build_model, preset_provenance, resolve_spec
+    from components.models.accounting import cost
+
+    spec = resolve_spec(name, overrides)
+    model = build_model(spec)
+    costs = {L: cost(model, L) for L in CARD_LENGTHS}
+    return {
+        "preset": name, "provenance": preset_provenance(name), "architecture": spec.name, "hash": spec.content_hash,
+        "spec": spec.to_dict(), "params": costs[CARD_LENGTHS[0]].params,
+        "state": {str(L): c.state for L, c in costs.items()},
+        "flops_per_token": {str(L): round(c.flops_per_token) for L, c in costs.items()},
+    }
+
+
+def _print_card(card: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    spec = card["spec"]
+    table = Table(title=f"{card['preset']}: {card['architecture']}  (hash {card['hash']})", title_justify="left",
+                  show_header=False)
+    table.add_column(style="bold cyan", no_wrap=True)
+    table.add_column()
+    table.add_row("provenance", card["provenance"])
+    table.add_row("backbone", ", ".join(f"{k}={v}" for k, v in spec["backbone"].items()))
+    if spec["memory"]:
+        for axis in ("structure", "bias", "retention", "algorithm"):
+            table.add_row(axis, ", ".join(f"{k}={v}" for k, v in spec["memory"][axis].items()))
+        layer = {k: v for k, v in spec["memory"].items() if k not in ("structure", "bias", "retention", "algorithm")}
+        table.add_row("memory layer", ", ".join(f"{k}={v}" for k, v in layer.items()))
+    table.add_row("sizes", f"dim={spec['dim']}, layers={spec['layers']}, vocab={spec['vocab_size']}, "
+                           f"attention heads={spec['attention']['heads']}")
+    table.add_row("parameters", f"{card['params']:,}")
+    for L in CARD_LENGTHS:
+        table.add_row(f"state @ {L} tokens", f"{card['state'][str(L)]:,} numbers per sequence")
+    for L in CARD_LENGTHS:
+        table.add_row(f"forward FLOPs/token @ {L}", f"{card['flops_per_token'][str(L)] / 1e6:,.2f} M")
+    Console().print(table)
+
+
 def cmd_components(args: argparse.Namespace) -> int:
+    if args.model:
+        card = model_card(args.model, args.set)
+        if args.json:
+            json.dump(card, sys.stdout, indent=2)
+            sys.stdout.write("\n")
+        else:
+            _print_card(card)
+        return 0
     axes = _describe_all()
     if args.axis:
         if args.axis not in axes:
@@ -59,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     comp = sub.add_parser("components", help="list every registered component per MIRAS axis with its options")
     comp.add_argument("--json", action="store_true", help="machine-readable output")
     comp.add_argument("--axis", help=f"only one axis: {', '.join(AXES)}")
+    comp.add_argument("--model", metavar="PRESET", help="print the model card of a preset (axes, options, size, state, FLOPs)")
+    comp.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
+                      help="override a spec value for --model, e.g. --set dim=256 --set memory.structure.depth=3")
     comp.set_defaults(func=cmd_components)
     return parser
 

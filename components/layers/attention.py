@@ -14,6 +14,11 @@ def _rotate_half(x: Tensor) -> Tensor:
     return torch.cat((-x2, x1), dim=-1)
 
 
+def _additive(mask: Tensor, dtype: torch.dtype) -> Tensor:
+    """Boolean mask -> 0 / -inf: on CPU a float mask runs the fused flash kernel, a boolean one the math path."""
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
+
+
 class RotaryEmbedding(nn.Module):
     """RoPE, rotate-half convention (Llama / GPT-NeoX): channel i pairs with channel i + head_dim/2.
 
@@ -61,10 +66,13 @@ class KVCache:
     k: Tensor
     v: Tensor
     offset: int
+    prefix_k: Tensor | None = None  # keys/values of always-visible prefix tokens (Titans' persistent memory)
+    prefix_v: Tensor | None = None
 
     def detach(self) -> "KVCache":
         """Cut the graph here (truncated BPTT); values are kept."""
-        return KVCache(self.k.detach(), self.v.detach(), self.offset)
+        d = lambda t: None if t is None else t.detach()  # noqa: E731
+        return KVCache(self.k.detach(), self.v.detach(), self.offset, d(self.prefix_k), d(self.prefix_v))
 
 
 class CausalSelfAttention(nn.Module):
@@ -97,13 +105,22 @@ class CausalSelfAttention(nn.Module):
             mask &= k_pos > q_pos - self.window
         return mask
 
-    def forward(self, x: Tensor, state: KVCache | None = None) -> tuple[Tensor, KVCache]:
+    def forward(self, x: Tensor, state: KVCache | None = None, prefix: Tensor | None = None) -> tuple[Tensor, KVCache]:
         """x: (batch, seq, dim) -> y: (batch, seq, dim) and the cache to pass with the next piece.
 
         The returned cache is not detached (call .detach() for truncated BPTT). It holds every key
         for full attention and the last window - 1 for window attention: that is all the next
         query (which sees itself plus window - 1 earlier tokens) can reach.
+        prefix (batch, P, dim): tokens every query sees whatever the window (persistent memory, attention
+        sinks); given with the first piece, then carried in the cache. They take no position (no RoPE).
         """
+        if prefix is not None and state is not None:
+            raise ValueError("prefix is given with the first piece only; later pieces carry it in the state")
+        pk = pv = None
+        if prefix is not None:
+            _, pk, pv = rearrange(self.qkv(prefix), "b t (three h d) -> three b h t d", three=3, h=self.heads)
+        elif state is not None:
+            pk, pv = state.prefix_k, state.prefix_v
         q, k, v = rearrange(self.qkv(x), "b t (three h d) -> three b h t d", three=3, h=self.heads)
         offset = 0 if state is None else state.offset
         if self.rope is not None:
@@ -112,15 +129,20 @@ class CausalSelfAttention(nn.Module):
             k, v = torch.cat((state.k, k), dim=2), torch.cat((state.v, v), dim=2)
 
         n_q, n_k = q.shape[2], k.shape[2]
-        if n_k == n_q and self.window is None:
+        if pk is not None:
+            mask = self._mask(n_q, n_k, x.device)
+            mask = torch.cat([mask.new_ones(n_q, pk.shape[2]), mask], dim=1)
+            y = F.scaled_dot_product_attention(q, torch.cat([pk, k], 2), torch.cat([pv, v], 2),
+                                               attn_mask=_additive(mask, q.dtype))
+        elif n_k == n_q and self.window is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # fast path, no mask tensor
         elif n_q == 1 and (self.window is None or n_k <= self.window):
             y = F.scaled_dot_product_attention(q, k, v)  # one decoding step that sees the whole cache
         else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=self._mask(n_q, n_k, x.device))
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=_additive(self._mask(n_q, n_k, x.device), q.dtype))
 
         keep = n_k if self.window is None else min(n_k, self.window - 1)
-        new_state = KVCache(k[:, :, n_k - keep:], v[:, :, n_k - keep:], offset + n_q)
+        new_state = KVCache(k[:, :, n_k - keep:], v[:, :, n_k - keep:], offset + n_q, pk, pv)
         return self.out(rearrange(y, "b h t d -> b t (h d)")), new_state
 
     def cache_len(self, seq_len: int) -> int:

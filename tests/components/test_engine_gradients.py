@@ -44,9 +44,9 @@ def test_gradcheck_through_inner_updates(axis, name):
 
 
 def test_gradients_reach_every_input_of_the_layer():
-    from components.neural_memory import NeuralMemory
+    from components.layers import MemoryLayer
 
-    layer = NeuralMemory(8, dict(structure="mlp", bias="huber", retention="decay", algorithm="momentum"), heads=2,
+    layer = MemoryLayer(8, dict(structure="mlp", bias="huber", retention="decay", algorithm="momentum"), heads=2,
                          chunk_size=4)
     x = torch.randn(2, 10, 8)
     y, _ = layer(x)

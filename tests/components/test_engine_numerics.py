@@ -4,14 +4,14 @@ from __future__ import annotations
 import torch
 
 from components import MemoryRule, memory_scan
-from components.neural_memory import NeuralMemory
+from components.layers import MemoryLayer
 
 from .helpers import engine_inputs
 
 
-def titans_layer(chunk_size: int) -> NeuralMemory:
+def titans_layer(chunk_size: int) -> MemoryLayer:
     torch.manual_seed(0)
-    return NeuralMemory(32, dict(structure="mlp", bias="l2", retention="decay", algorithm="momentum"), heads=2,
+    return MemoryLayer(32, dict(structure="mlp", bias="l2", retention="decay", algorithm="momentum"), heads=2,
                         chunk_size=chunk_size)
 
 
@@ -22,7 +22,7 @@ def test_ten_thousand_tokens_forward_and_backward_stay_finite():
     y.pow(2).mean().backward()
     assert torch.isfinite(y).all()
     assert all(torch.isfinite(p.grad).all() for p in layer.parameters())
-    assert all(torch.isfinite(a).all() for a in state.acc)
+    assert all(torch.isfinite(a).all() for a in state.memory.acc)
 
 
 def test_bf16_autocast_runs_the_inner_loop_in_fp32():
@@ -31,7 +31,7 @@ def test_bf16_autocast_runs_the_inner_loop_in_fp32():
     y32, _ = layer(x)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         y16, state = layer(x)
-    assert y16.dtype == torch.bfloat16 and state.acc[0].dtype == torch.float32
+    assert y16.dtype == torch.bfloat16 and state.memory.acc[0].dtype == torch.float32
     assert torch.isfinite(y16).all()
     # bf16 projections carry ~3 significant digits into the memory; the fp32 inner loop adds no blow-up
     assert (y16.float() - y32).abs().mean() < 0.03 * y32.abs().mean()

@@ -40,3 +40,24 @@ def test_components_table_is_readable():
 def test_bad_arguments_exit_2_with_a_clear_message(args, fragment):
     out = mirasweep(*args)
     assert out.returncode == 2 and fragment in out.stderr
+
+
+def test_model_card_of_a_preset_with_overrides():
+    out = mirasweep("components", "--model", "titans", "--set", "dim=64", "--set", "memory.structure.depth=3", "--json")
+    assert out.returncode == 0, out.stderr
+    card = json.loads(out.stdout)
+    assert card["architecture"] == "mlp3·l2·decay·momentum" and card["spec"]["dim"] == 64
+    assert card["params"] > 0 and card["state"]["512"] == card["state"]["2048"]
+    assert "Titans" in card["provenance"]
+    table = mirasweep("components", "--model", "transformer")
+    assert table.returncode == 0 and "FLOPs/token" in table.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--model", "titan"), "did you mean 'titans'"),
+    (("--model", "titans", "--set", "memory.bias.name=hubr"), "did you mean 'huber'"),
+    (("--model", "titans", "--set", "layers"), "key=value"),
+])
+def test_model_card_bad_input_exits_2_with_the_fix(args, message):
+    out = mirasweep("components", *args)
+    assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr

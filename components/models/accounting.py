@@ -1,0 +1,89 @@
+"""What a model costs: parameters, recurrent state per sequence, and forward FLOPs per token.
+
+* params: every trainable number once (the tied embedding/head counts once).
+* state: numbers one sequence carries from one piece to the next: memory weights (+ momentum) and short-conv
+  inputs for memory layers (constant in length), keys and values for attention (growing with length up to
+  the window), unfinished-segment inputs for MAC. Computed from each layer's declared state (state_numel),
+  and tested against the tensors a forward pass actually returns.
+* FLOPs: matmul FLOPs of one forward pass, counted by torch.utils.flop_counter.FlopCounterMode over a
+  sequence of seq_len tokens (batch 1) and divided by seq_len: what the engine actually runs (chunked dual
+  form, triangular solves), multiply-add = 2. Attention counts the query-key pairs its mask allows
+  (4 * head_dim per pair: scores and the weighted sum of values), so causal and sliding-window attention
+  are not charged for the masked-out part. Element-wise work is not counted.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.utils.flop_counter import FlopCounterMode
+
+from .lm import LanguageModel
+
+
+@dataclass(frozen=True)
+class Cost:
+    params: int
+    state: int  # numbers per sequence after seq_len tokens
+    flops_per_token: float
+    seq_len: int
+
+
+def count_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def state_numel(model: LanguageModel, seq_len: int) -> int:
+    return sum(block.mixer.state_numel(seq_len) for block in model.blocks)
+
+
+def actual_state_numel(state) -> int:
+    """Numbers in a state as a forward pass returned it (batch 1): an independent check of state_numel."""
+    if state is None:
+        return 0
+    if isinstance(state, Tensor):
+        return state.numel()
+    if isinstance(state, (list, tuple)):
+        return sum(actual_state_numel(s) for s in state)
+    if hasattr(state, "__dataclass_fields__"):
+        from ..engine import MemoryState
+
+        if isinstance(state, MemoryState):  # read / grad_at are derived from acc at chunk ends
+            return actual_state_numel(state.acc) + actual_state_numel(state.momentum)
+        return sum(actual_state_numel(getattr(state, f)) for f in state.__dataclass_fields__ if f != "offset")
+    return 0
+
+
+aten = torch.ops.aten
+
+
+def _allowed_pairs(n_q: int, n_k: int, is_causal: bool, mask: Tensor | None) -> int:
+    if mask is not None:
+        allowed = mask if mask.dtype == torch.bool else mask > float("-inf")
+        return int(allowed.expand(n_q, n_k).sum())
+    if is_causal:  # queries are the last n_q of n_k positions
+        return sum(min(n_k, n_k - n_q + i + 1) for i in range(n_q))
+    return n_q * n_k
+
+
+def _sdpa_flops(query, key, value, dropout_p=0.0, is_causal=False, *args, attn_mask=None, out_val=None, **kwargs) -> int:
+    batch_heads = query.numel() // (query.shape[-2] * query.shape[-1])
+    mask = attn_mask if attn_mask is None or attn_mask.dim() == 2 else attn_mask.reshape(-1, *attn_mask.shape[-2:])[0]
+    return 4 * query.shape[-1] * batch_heads * _allowed_pairs(query.shape[-2], key.shape[-2], is_causal, mask)
+
+
+_sdpa_flops._get_raw = True  # FlopCounterMode passes tensors, not shapes, so the mask can be read
+SDPA_KERNELS = {aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_flops}
+
+
+def forward_flops_per_token(model: LanguageModel, seq_len: int) -> float:
+    tokens = torch.zeros(1, seq_len, dtype=torch.long)
+    # with grad enabled: FlopCounterMode's module tracker rejects views of parameters made under no_grad
+    with FlopCounterMode(display=False, custom_mapping=SDPA_KERNELS) as counter:
+        model(tokens)
+    return counter.get_total_flops() / seq_len
+
+
+def cost(model: LanguageModel, seq_len: int = 512) -> Cost:
+    return Cost(count_params(model), state_numel(model, seq_len), forward_flops_per_token(model, seq_len), seq_len)
