@@ -109,6 +109,48 @@ def cmd_components(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from .train.compose import compose
+    from .train.errors import TrainingStopped
+    from .train.run import run_training
+
+    config, choices = compose("train", args.overrides)
+    preset = choices.get("model")
+    task_name = (config.get("task") or {}).get("name", "lm")
+    out_dir = Path(config.get("out_dir") or f"runs/train/{preset}-{task_name}-seed{config['train']['seed']}")
+    console = Console(stderr=True)
+    console.print(f"[bold]mirasweep train[/bold] model={preset} task={task_name} -> {out_dir}")
+    try:
+        result = run_training(config, out_dir, preset=preset)
+    except TrainingStopped as err:
+        console.print(f"[red]stopped:[/red] {err}")
+        return err.exit_status
+    _print_metrics(result.metrics, config)
+    return 0
+
+
+def _print_metrics(metrics: dict, config: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .tracking import default_uri
+
+    table = Table(title="final metrics", title_justify="left")
+    table.add_column("metric", style="bold cyan")
+    table.add_column("value", justify="right")
+    for key in sorted(metrics):
+        value = metrics[key]
+        table.add_row(key, f"{value:,.4g}" if isinstance(value, float) else f"{value:,}")
+    console = Console()
+    console.print(table)
+    uri = (config.get("tracking") or {}).get("uri") or default_uri()
+    console.print(f"Browse it: mlflow ui --backend-store-uri {uri} --host 127.0.0.1  (then open http://127.0.0.1:5000)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mirasweep", description=__doc__.strip() + " — search the MIRAS design space.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -119,6 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
                       help="override a spec value for --model, e.g. --set dim=256 --set memory.structure.depth=3")
     comp.set_defaults(func=cmd_components)
+    train = sub.add_parser("train", help="train one architecture on one task and track it in MLflow",
+                           description="Train one architecture (a preset or a spec with overrides) on one task. "
+                           "Arguments are Hydra overrides of conf/train.yaml, e.g. model=gated_deltanet task=mqar "
+                           "model.dim=64 train.steps=300. Rerun with the same out_dir to resume.")
+    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="Hydra overrides of conf/train.yaml")
+    train.set_defaults(func=cmd_train)
     return parser
 
 

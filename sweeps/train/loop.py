@@ -1,0 +1,156 @@
+"""Train one architecture on one task: AdamW, warm-up + cosine, clipping, accumulation, evaluation at
+intervals, checkpoints (at intervals and on SIGTERM/SIGUSR2) that resume to the same final metrics, a clear
+stop on a non-finite loss, and an evaluation callback for pruners."""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from components.models import ArchitectureSpec, LanguageModel
+
+from ..tasks import IGNORE, Task
+from . import checkpoint
+from .config import TrainConfig
+from .errors import NonFiniteLoss, Preempted
+from .signals import stop_on_signals
+
+EvalCallback = Callable[[int, dict], None]  # (step, metrics); may raise Pruned
+
+
+@dataclass
+class TrainResult:
+    metrics: dict[str, float]  # the final evaluation, plus cost and speed figures
+    history: list[tuple[int, dict]] = field(default_factory=list)  # every evaluation (step, metrics)
+    resumed_from: int = 0
+
+
+def cpu_count() -> int:
+    """Cores this process may use: SLURM's grant, else the affinity mask."""
+    slurm = os.environ.get("SLURM_CPUS_PER_TASK")
+    return int(slurm) if slurm else len(os.sched_getaffinity(0))
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < cfg.warmup:
+            return (step + 1) / cfg.warmup
+        progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return factor
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    # weight decay on matrices (and the learned initial memories); none on norms, biases and gate offsets
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    other = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": other, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+
+
+def train(spec: ArchitectureSpec, task: Task, cfg: TrainConfig, out_dir: Path, tracker=None,
+          on_eval: EvalCallback | None = None) -> TrainResult:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(cfg.threads or cpu_count())
+    device = pick_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    model = LanguageModel(spec).to(device)
+    opt = make_optimizer(model, cfg)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
+    ckpt_path = out_dir / checkpoint.CHECKPOINT
+    saved = checkpoint.load(ckpt_path)
+    start, history, last_finite = 0, [], None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        sched.load_state_dict(saved["scheduler"])
+        start, history, last_finite = saved["step"], saved["history"], saved["last_finite"]
+
+    def save(step: int) -> None:
+        checkpoint.save(ckpt_path, model=model.state_dict(), optimizer=opt.state_dict(),
+                        scheduler=sched.state_dict(), step=step, history=history, last_finite=last_finite)
+
+    def evaluate(step: int) -> dict:
+        model.eval()
+        with autocast(device):
+            metrics = task.evaluate(model, cfg.eval_batch_size)
+        model.train()
+        history.append((step, metrics))
+        if tracker is not None:
+            tracker.log_metrics(metrics, step, flush=True)
+        if on_eval is not None:
+            on_eval(step, metrics)
+        return metrics
+
+    micro = cfg.batch_size
+    tokens_per_step = cfg.accumulate * micro * task.train_batch(0, 1, cfg.seed).tokens.shape[1]
+    bar = _progress(cfg, start)
+    compute_time, t_start = 0.0, time.perf_counter()
+    with stop_on_signals() as stop:
+        for step in range(start, cfg.steps):
+            if stop:
+                save(step)
+                raise Preempted(step, stop.signal_name)
+            t0 = time.perf_counter()
+            total = 0.0
+            for m in range(cfg.accumulate):
+                batch = task.train_batch(step * cfg.accumulate + m, micro, cfg.seed)
+                with autocast(device):
+                    logits, _ = model(batch.tokens.to(device))
+                loss = F.cross_entropy(logits.float().flatten(0, 1), batch.targets.to(device).flatten(),
+                                       ignore_index=IGNORE)
+                (loss / cfg.accumulate).backward()
+                total += loss.item() / cfg.accumulate
+            if not math.isfinite(total):
+                raise NonFiniteLoss(step, last_finite)
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            last_finite = total
+            compute_time += time.perf_counter() - t0
+            done = step + 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{total:.3f}", tok_s=f"{tokens_per_step * (done - start) / compute_time:,.0f}")
+            if tracker is not None and (done % cfg.log_every == 0 or done == cfg.steps):
+                tracker.log_metrics({"train/loss": total, "train/lr": sched.get_last_lr()[0],
+                                     "train/grad_norm": float(grad_norm)}, done)
+            if done % cfg.eval_every == 0 or done == cfg.steps:
+                evaluate(done)
+            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+                save(done)
+    if bar is not None:
+        bar.close()
+    wall = time.perf_counter() - t_start
+    steps_run = cfg.steps - start
+    final = dict(history[-1][1]) if history else evaluate(cfg.steps)
+    final["perf/tokens_per_s"] = tokens_per_step * steps_run / compute_time if compute_time else 0.0
+    final["perf/wall_s"] = wall
+    final["perf/overhead"] = 1.0 - compute_time / wall if wall else 0.0
+    return TrainResult(final, history, resumed_from=start)
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA; plain fp32 on CPU (this CPU has no fast fp16 and the engine is fp32 inside)."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def _progress(cfg: TrainConfig, start: int):
+    if not cfg.progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=cfg.steps, initial=start, desc="train", unit="step", dynamic_ncols=True, leave=False)

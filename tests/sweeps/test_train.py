@@ -1,0 +1,119 @@
+"""Training: a tracked run on CPU, resume after a kill, repeatability, and a clear stop on divergence."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from sweeps.train import NonFiniteLoss, TrainConfig
+from sweeps.train.run import run_training
+from sweeps.tracking import Tracker
+
+TINY_MODEL = {"dim": 32, "layers": 1, "memory": {"heads": 2, "chunk_size": 16, "structure": "linear", "bias": "l2",
+                                                  "retention": "decay", "algorithm": "gd"}}
+TINY_LM = {"name": "lm", "seq_len": 32, "max_bytes": 200_000, "eval_bytes": 2048}
+TINY_TRAIN = {"steps": 12, "batch_size": 4, "eval_every": 6, "log_every": 2, "checkpoint_every": 4, "warmup": 2,
+              "progress": False, "threads": 1}
+
+
+def config(**train):
+    return {"model": TINY_MODEL, "task": TINY_LM, "train": {**TINY_TRAIN, **train}}
+
+
+def test_tracked_run_records_params_metric_history_and_artifacts(tmp_path, mlflow_uri):
+    tracker = Tracker(mlflow_uri, experiment="train-test")
+    result = run_training(config(), tmp_path / "run", preset="custom", tracker=tracker)
+    assert result.metrics["val/bpb"] < 8.0  # below a uniform byte model after 12 steps
+    client = MlflowClient(mlflow_uri)
+    run = client.get_run(tracker.run_id)
+    assert run.info.status == "FINISHED"
+    params = run.data.params
+    assert params["model.memory.bias.name"] == "l2" and params["model.memory.retention.granularity"] == "head"
+    assert params["task.name"] == "lm" and params["train.steps"] == "12" and params["preset"] == "custom"
+    assert run.data.tags["architecture"] == "linear·l2·decay·gd" and len(run.data.tags["content_hash"]) == 12
+    history = client.get_metric_history(tracker.run_id, "val/bpb")
+    assert sorted(m.step for m in history) == [6, 12, 12]  # two evaluations, then the finals
+    assert len(client.get_metric_history(tracker.run_id, "train/loss")) == 6
+    assert run.data.metrics["cost/params"] > 0 and run.data.metrics["data/unigram_bpb"] > 3
+    artifacts = {f.path for d in ("config", "spec") for f in client.list_artifacts(tracker.run_id, d)}
+    assert artifacts == {"config/config.json", "spec/architecture.json", "spec/model_card.md"}
+    # a finished directory is not trained again
+    again = run_training(config(), tmp_path / "run", preset="custom", tracker=tracker)
+    assert again.metrics == json.loads((tmp_path / "run" / "result.json").read_text())["metrics"]
+
+
+def test_same_seed_same_metrics_on_cpu(tmp_path, mlflow_uri):
+    a = run_training(config(steps=6), tmp_path / "a", tracker=Tracker(mlflow_uri, "train-test"))
+    b = run_training(config(steps=6), tmp_path / "b", tracker=Tracker(mlflow_uri, "train-test"))
+    assert a.metrics["val/loss"] == b.metrics["val/loss"]
+
+
+def test_diverging_run_stops_with_the_reason_and_a_failed_run(tmp_path, mlflow_uri):
+    tracker = Tracker(mlflow_uri, experiment="train-test")
+    with pytest.raises(NonFiniteLoss, match="non-finite loss at step"):
+        run_training(config(lr=1e9, grad_clip=1e12), tmp_path / "run", tracker=tracker)
+    run = MlflowClient(mlflow_uri).get_run(tracker.run_id)
+    assert run.info.status == "FAILED" and "non-finite loss" in run.data.tags["failure_reason"]
+
+
+def _cli(args, cwd, **kw):
+    exe = Path(sys.executable).with_name("mirasweep")
+    cmd = [str(exe), "train", *args] if exe.exists() else [sys.executable, "-m", "sweeps.cli", "train", *args]
+    return subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ}, **kw)
+
+
+CLI_ARGS = ["model=deltanet", "model.dim=32", "model.layers=1", "model.memory.heads=2", "model.memory.chunk_size=16",
+            "task.seq_len=32", "task.max_bytes=200000", "task.eval_bytes=2048", "train.steps=16", "train.batch_size=4",
+            "train.eval_every=8", "train.checkpoint_every=2", "train.progress=false", "train.threads=1",
+            "train.warmup=2"]
+
+
+def _wait_for_checkpoint(run_dir: Path, proc) -> None:
+    deadline = time.time() + 60
+    while not (run_dir / "checkpoint.pt").exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_resume_after_a_kill_ends_with_the_uninterrupted_metrics(tmp_path, mlflow_uri, how):
+    common = CLI_ARGS + [f"tracking.uri={mlflow_uri}", "tracking.experiment=resume"]
+    straight = _cli(common + [f"out_dir={tmp_path / 'straight'}"], tmp_path)
+    assert straight.wait(120) == 0, straight.communicate()
+    run_dir = tmp_path / "killed"
+    proc = _cli(common + [f"out_dir={run_dir}"], tmp_path)
+    _wait_for_checkpoint(run_dir, proc)
+    proc.send_signal(getattr(signal, how))
+    code = proc.wait(60)
+    assert code == (3 if how == "SIGTERM" else -signal.SIGKILL), proc.communicate()
+    resumed = _cli(common + [f"out_dir={run_dir}"], tmp_path)
+    assert resumed.wait(120) == 0, resumed.communicate()
+    expected = json.loads((tmp_path / "straight" / "result.json").read_text())
+    got = json.loads((run_dir / "result.json").read_text())
+    assert got["metrics"]["val/loss"] == expected["metrics"]["val/loss"]
+    assert [h[1]["val/loss"] for h in got["history"]] == [h[1]["val/loss"] for h in expected["history"]]
+    run = MlflowClient(mlflow_uri).get_run(got["run_id"])  # one MLflow run across the interruption
+    assert run.info.status == "FINISHED"
+
+
+def test_cli_exit_statuses(tmp_path, mlflow_uri):
+    bad = _cli(["model=titan"], tmp_path)
+    out, err = bad.communicate(timeout=60)
+    assert bad.returncode == 2 and "Could not find 'model/titan'" in err and "titans" in err
+    typo = _cli(CLI_ARGS + ["train.stepz=3", f"tracking.uri={mlflow_uri}"], tmp_path)
+    out, err = typo.communicate(timeout=60)
+    assert typo.returncode == 2 and "did you mean 'steps'" in err
+    assert not (tmp_path / "runs").exists()  # nothing half-created
+    diverge = _cli(CLI_ARGS + ["train.lr=1e9", "train.grad_clip=1e12", f"tracking.uri={mlflow_uri}",
+                               f"out_dir={tmp_path / 'd'}"], tmp_path)
+    out, err = diverge.communicate(timeout=120)
+    assert diverge.returncode == 4 and "non-finite loss" in err
