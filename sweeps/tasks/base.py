@@ -41,7 +41,8 @@ class Task(Component):
     def train_batch(self, step: int, batch_size: int, seed: int) -> Batch:
         raise NotImplementedError
 
-    def evaluate(self, model: torch.nn.Module, batch_size: int = 16) -> dict[str, float]:
+    def evaluate(self, model: torch.nn.Module, batch_size: int = 16, final: bool = True) -> dict[str, float]:
+        """Named metrics; final=False (intermediate evaluations, for pruners) may skip costly extras."""
         raise NotImplementedError
 
     def data_info(self) -> dict[str, float]:

@@ -84,6 +84,6 @@ class LanguageModelling(Task):
         y = val[1 : n * self.seq_len + 1].view(n, self.seq_len).long()
         return x, y
 
-    def evaluate(self, model: torch.nn.Module, batch_size: int = 16) -> dict[str, float]:
+    def evaluate(self, model: torch.nn.Module, batch_size: int = 16, final: bool = True) -> dict[str, float]:
         loss = mean_loss(model, *self.eval_windows(), batch_size)
         return {"val/loss": loss, "val/ppl": math.exp(min(loss, 50.0)), "val/bpb": loss / math.log(2.0)}

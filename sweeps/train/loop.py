@@ -85,7 +85,7 @@ def train(spec: ArchitectureSpec, task: Task, cfg: TrainConfig, out_dir: Path, t
     def evaluate(step: int) -> dict:
         model.eval()
         with autocast(device):
-            metrics = task.evaluate(model, cfg.eval_batch_size)
+            metrics = task.evaluate(model, cfg.eval_batch_size, final=step == cfg.steps)
         model.train()
         history.append((step, metrics))
         if tracker is not None:
