@@ -129,7 +129,9 @@ class CausalSelfAttention(nn.Module):
             k, v = torch.cat((state.k, k), dim=2), torch.cat((state.v, v), dim=2)
 
         n_q, n_k = q.shape[2], k.shape[2]
-        if pk is not None:
+        if self.window is not None and state is None and n_q > 2 * self.window:
+            y = self._blocked_window(q, k, v, pk, pv)  # O(T * window), not O(T^2)
+        elif pk is not None:
             mask = self._mask(n_q, n_k, x.device)
             mask = torch.cat([mask.new_ones(n_q, pk.shape[2]), mask], dim=1)
             y = F.scaled_dot_product_attention(q, torch.cat([pk, k], 2), torch.cat([pv, v], 2),
@@ -144,6 +146,33 @@ class CausalSelfAttention(nn.Module):
         keep = n_k if self.window is None else min(n_k, self.window - 1)
         new_state = KVCache(k[:, :, n_k - keep:], v[:, :, n_k - keep:], offset + n_q, pk, pv)
         return self.out(rearrange(y, "b h t d -> b t (h d)")), new_state
+
+    def _blocked_window(self, q: Tensor, k: Tensor, v: Tensor, pk: Tensor | None, pv: Tensor | None) -> Tensor:
+        """Sliding-window attention over a whole sequence in blocks of `window` queries, each seeing its own
+        block and the previous one (plus any prefix): every key a query may reach, 2 * window keys per query."""
+        b, h, T, d = q.shape
+        w = self.window
+        nb = -(-T // w)
+        pad = nb * w - T
+        grow = lambda t: F.pad(t, (0, 0, w, pad))  # noqa: E731  (one empty block in front, the tail padded)
+        kp, vp = grow(k), grow(v)
+        blocks = lambda t: t.unfold(2, 2 * w, w).transpose(-1, -2)  # noqa: E731  (b, h, nb, 2w, d)
+        kb, vb = blocks(kp), blocks(vp)
+        qb = F.pad(q, (0, 0, 0, pad)).view(b, h, nb, w, d)
+        q_pos = torch.arange(nb * w, device=q.device).view(nb, w, 1)
+        k_pos = (torch.arange(nb, device=q.device) * w).view(nb, 1, 1) - w + torch.arange(2 * w, device=q.device)
+        allowed = (k_pos <= q_pos) & (k_pos > q_pos - w) & (k_pos >= 0)  # (nb, w, 2w)
+        if pk is not None:
+            p = pk.shape[2]
+            kb = torch.cat([pk.unsqueeze(2).expand(b, h, nb, p, d), kb], dim=3)
+            vb = torch.cat([pv.unsqueeze(2).expand(b, h, nb, p, d), vb], dim=3)
+            allowed = torch.cat([allowed.new_ones(nb, w, p), allowed], dim=2)
+        # 4-D (blocks folded into heads): CPU's fused kernel takes 4-D inputs only
+        n_keys = kb.shape[3]
+        fold = lambda t: t.reshape(b, h * nb, t.shape[3], d)  # noqa: E731
+        mask = allowed.unsqueeze(0).expand(h, nb, w, n_keys).reshape(1, h * nb, w, n_keys)  # 4-D, or the math path
+        y = F.scaled_dot_product_attention(fold(qb), fold(kb), fold(vb), attn_mask=_additive(mask, q.dtype))
+        return y.reshape(b, h, nb * w, d)[:, :, :T]
 
     def cache_len(self, seq_len: int) -> int:
         """Tokens held in the cache after seq_len tokens: seq_len, or window - 1 at most."""

@@ -58,19 +58,15 @@ def actual_state_numel(state) -> int:
 aten = torch.ops.aten
 
 
-def _allowed_pairs(n_q: int, n_k: int, is_causal: bool, mask: Tensor | None) -> int:
-    if mask is not None:
-        allowed = mask if mask.dtype == torch.bool else mask > float("-inf")
-        return int(allowed.expand(n_q, n_k).sum())
-    if is_causal:  # queries are the last n_q of n_k positions
-        return sum(min(n_k, n_k - n_q + i + 1) for i in range(n_q))
-    return n_q * n_k
-
-
 def _sdpa_flops(query, key, value, dropout_p=0.0, is_causal=False, *args, attn_mask=None, out_val=None, **kwargs) -> int:
-    batch_heads = query.numel() // (query.shape[-2] * query.shape[-1])
-    mask = attn_mask if attn_mask is None or attn_mask.dim() == 2 else attn_mask.reshape(-1, *attn_mask.shape[-2:])[0]
-    return 4 * query.shape[-1] * batch_heads * _allowed_pairs(query.shape[-2], key.shape[-2], is_causal, mask)
+    n_q, n_k = query.shape[-2], key.shape[-2]
+    if attn_mask is not None:  # every (batch, head, query, key) score the mask lets through
+        allowed = attn_mask if attn_mask.dtype == torch.bool else attn_mask > float("-inf")
+        pairs = int(allowed.expand(*query.shape[:-1], n_k).sum())
+    else:
+        per_head = sum(min(n_k, n_k - n_q + i + 1) for i in range(n_q)) if is_causal else n_q * n_k
+        pairs = per_head * (query.numel() // (n_q * query.shape[-1]))
+    return 4 * query.shape[-1] * pairs
 
 
 _sdpa_flops._get_raw = True  # FlopCounterMode passes tensors, not shapes, so the mask can be read
