@@ -87,26 +87,24 @@ def _print_card(card: dict) -> None:
     Console().print(table)
 
 
+def _emit(data: dict, as_json: bool, printer) -> int:
+    if as_json:
+        json.dump(data, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        printer(data)
+    return 0
+
+
 def cmd_components(args: argparse.Namespace) -> int:
     if args.model:
-        card = model_card(args.model, args.set)
-        if args.json:
-            json.dump(card, sys.stdout, indent=2)
-            sys.stdout.write("\n")
-        else:
-            _print_card(card)
-        return 0
+        return _emit(model_card(args.model, args.set), args.json, _print_card)
     axes = _describe_all()
     if args.axis:
         if args.axis not in axes:
             raise ComponentError(f"--axis must be one of {', '.join(axes)}, got {args.axis!r}")
         axes = {args.axis: axes[args.axis]}
-    if args.json:
-        json.dump(axes, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        _print_components(axes)
-    return 0
+    return _emit(axes, args.json, _print_components)
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -77,49 +77,50 @@ class Hybrid(Backbone):
         return f"{self.pattern}({rule})"
 
 
-@BACKBONES.register("mac")
-class MemoryAsContext(Backbone):
-    summary = "Titans MAC: per segment, retrieved memory and persistent tokens are the context of attention"
+def _persistent(what: str) -> Option:
+    return Option("persistent", int, 4, f"learned persistent-memory tokens {what}", low=0, high=1024)
+
+
+class TitansHybrid(Backbone):
+    """Titans' three ways of combining the memory with attention; named mac(rule), mag(rule), mal(rule)."""
+
     needs_attention = True
+
+    def label(self, rule: str | None) -> str:  # type: ignore[override]
+        return f"{self.name}({rule})"
+
+
+@BACKBONES.register("mac")
+class MemoryAsContext(TitansHybrid):
+    summary = "Titans MAC: per segment, retrieved memory and persistent tokens are the context of attention"
     options = (
         Option("segment", int, 64, "segment length: attention runs within a segment", low=1, high=1 << 16),
-        Option("persistent", int, 4, "learned persistent-memory tokens prepended to every segment", low=0, high=1024),
+        _persistent("prepended to every segment"),
     )
 
     def mixers(self, layers: int) -> list[str]:
         return ["mac"] * layers
 
-    def label(self, rule: str | None) -> str:  # type: ignore[override]
-        return f"mac({rule})"
-
 
 @BACKBONES.register("mag")
-class MemoryAsGate(Backbone):
+class MemoryAsGate(TitansHybrid):
     summary = "Titans MAG: sliding-window attention and the memory branch in parallel, combined by a gate"
-    needs_attention = True
     options = (
         Option("window", int, 64, "sliding-window size of the attention branch", low=1, high=1 << 20),
-        Option("persistent", int, 4, "learned persistent tokens every query of the attention branch sees", low=0, high=1024),
+        _persistent("every query of the attention branch sees"),
     )
 
     def mixers(self, layers: int) -> list[str]:
         return ["mag"] * layers
 
-    def label(self, rule: str | None) -> str:  # type: ignore[override]
-        return f"mag({rule})"
-
 
 @BACKBONES.register("mal")
-class MemoryAsLayer(Backbone):
+class MemoryAsLayer(TitansHybrid):
     summary = "Titans MAL: a memory layer, then sliding-window attention, in every layer"
-    needs_attention = True
     options = (
         Option("window", int, 64, "sliding-window size of the attention layers", low=1, high=1 << 20),
-        Option("persistent", int, 4, "learned persistent tokens prepended to each memory layer's input", low=0, high=1024),
+        _persistent("prepended to each memory layer's input"),
     )
 
     def mixers(self, layers: int) -> list[str]:
         return ["memory", "attention"] * layers
-
-    def label(self, rule: str | None) -> str:  # type: ignore[override]
-        return f"mal({rule})"
