@@ -82,12 +82,16 @@ def train(spec: ArchitectureSpec, task: Task, cfg: TrainConfig, out_dir: Path, t
         checkpoint.save(ckpt_path, model=model.state_dict(), optimizer=opt.state_dict(),
                         scheduler=sched.state_dict(), step=step, history=history, last_finite=last_finite)
 
+    eval_time = [0.0]
+
     def evaluate(step: int) -> dict:
+        t = time.perf_counter()
         model.eval()
         with autocast(device):
             metrics = task.evaluate(model, cfg.eval_batch_size, final=step == cfg.steps)
         model.train()
         history.append((step, metrics))
+        eval_time[0] += time.perf_counter() - t
         if tracker is not None:
             tracker.log_metrics(metrics, step, flush=True)
         if on_eval is not None:
@@ -103,10 +107,10 @@ def train(spec: ArchitectureSpec, task: Task, cfg: TrainConfig, out_dir: Path, t
             if stop:
                 save(step)
                 raise Preempted(step, stop.signal_name)
-            t0 = time.perf_counter()
+            batches = [task.train_batch(step * cfg.accumulate + m, micro, cfg.seed) for m in range(cfg.accumulate)]
+            t0 = time.perf_counter()  # compute time: forward, backward and optimiser only (data is overhead)
             total = 0.0
-            for m in range(cfg.accumulate):
-                batch = task.train_batch(step * cfg.accumulate + m, micro, cfg.seed)
+            for batch in batches:
                 with autocast(device):
                     logits, _ = model(batch.tokens.to(device))
                 loss = F.cross_entropy(logits.float().flatten(0, 1), batch.targets.to(device).flatten(),
@@ -139,7 +143,9 @@ def train(spec: ArchitectureSpec, task: Task, cfg: TrainConfig, out_dir: Path, t
     final = dict(history[-1][1]) if history else evaluate(cfg.steps)
     final["perf/tokens_per_s"] = tokens_per_step * steps_run / compute_time if compute_time else 0.0
     final["perf/wall_s"] = wall
-    final["perf/overhead"] = 1.0 - compute_time / wall if wall else 0.0
+    # overhead: wall time outside forward/backward/optimiser and evaluation (data, logging, checkpoints)
+    final["perf/overhead"] = 1.0 - (compute_time + eval_time[0]) / wall if wall else 0.0
+    final["perf/eval_share"] = eval_time[0] / wall if wall else 0.0
     return TrainResult(final, history, resumed_from=start)
 
 
