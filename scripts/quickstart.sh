@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
-# The main job: installs what it needs into ./.venv, then shows the searchable MIRAS space
-# (every registered component per axis, with its options) and the size of the space.
+# The main job: installs what it needs into ./.venv, then runs a small architecture search on this machine
+# (the `quick` space: 8 trials, 2 local workers, each trial trains a tiny memory model on byte-level language
+# modelling and associative recall), prints the best architectures and how to open them in the MLflow UI.
+# Extra arguments are passed to `mirasweep sweep` (e.g. sweep.n_trials=16 search_space=delta_family).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-.venv/bin/mirasweep components
-.venv/bin/python - <<'PY'
-from components.engine import enumerate_rules
-ok, rejected = enumerate_rules()
-print(f"\n{len(ok)} compatible combinations of the four axes at default options ({len(rejected)} rejected, e.g.:")
-print("  " + rejected[0][1] + ")")
-print("\nNext: .venv/bin/pip install -e '.[bench]' && .venv/bin/python benchmarks/memory_engine.py  (engine vs titans-pytorch)")
-PY
+echo "== the search space (mirasweep sweep --dry-run) =="
+.venv/bin/mirasweep sweep search_space=quick --dry-run
+echo "== the sweep: 8 trials on 2 local workers; rerunning this command resumes it, or reports a finished one =="
+.venv/bin/mirasweep sweep search_space=quick launcher=local launcher.workers=2 sweep.n_trials=8 "$@"
+cat <<'NEXT'
+
+Next steps:
+  .venv/bin/mirasweep report runs/sweeps/quick                    # the table again (and --csv FILE)
+  .venv/bin/mirasweep components                                  # every component per MIRAS axis, with options
+  .venv/bin/mirasweep components --model titans                   # a model card of a known model
+  .venv/bin/mirasweep train model=gated_deltanet task=mqar        # train one architecture
+  .venv/bin/mirasweep sweep search_space=miras sweep.n_trials=64  # search the whole space
+NEXT

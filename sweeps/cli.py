@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from components.engine import AXES
 from components.options import ComponentError
@@ -131,6 +132,80 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from .sweep import run_sweep
+    from .train.compose import compose
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    config, choices = compose("sweep", args.overrides)
+    if args.dry_run:
+        return _dry_run(config, choices)
+    console = Console(stderr=True)
+    console.print(f"[bold]mirasweep sweep[/bold] search_space={choices.get('search_space')} "
+                  f"launcher={(config.get('launcher') or {}).get('name')} trials={config['sweep']['n_trials']}")
+    table, ctx = run_sweep(config, choices, detach=args.detach)
+    if args.detach:
+        console.print(f"workers started; follow with: mirasweep report {ctx['sweep_dir']}")
+        return 0
+    _print_report(table, ctx)
+    return 0
+
+
+def _dry_run(config: dict, choices: dict) -> int:
+    from rich.console import Console
+
+    from search_space import SearchSpace
+
+    space = SearchSpace.from_dict(config["search_space"], name=choices.get("search_space") or "custom")
+    console = Console()
+    console.print(f"search space '{space.name}': {space.size()}")
+    for i, plan in enumerate(space.sample(3, seed=config["sweep"].get("seed", 0))):
+        reason = space.check(plan)
+        console.print(f"sample {i}: {plan.params}" + (f"  -> rejected: {reason}" if reason else ""))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import optuna
+
+    from .report import rows, write_csv
+    from .study import open_storage
+    from .sweep import load_context
+
+    ctx = load_context(args.sweep)
+    study = optuna.load_study(study_name=ctx["study_name"], storage=open_storage(ctx["storage"]))
+    metrics = list(json.loads(json.dumps(ctx["space"]))["objectives"])
+    table = rows(study, [m["metric"] for m in metrics], top=args.top)
+    if args.csv:
+        write_csv(table, Path(args.csv))
+    _print_report(table, ctx)
+    return 0
+
+
+def _print_report(table: list[dict], ctx: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    title = "best architectures (Pareto set)" if len(ctx["space"]["objectives"]) > 1 else "best architectures"
+    out = Table(title=f"{title} — sweep {ctx['study_name']}", title_justify="left")
+    shown = [k for k in (table[0] if table else {"trial": 0}) if k not in ("mlflow_run_id", "preset")]
+    for key in shown:
+        out.add_column(key, no_wrap=key == "architecture")
+    for row in table:
+        name = row["architecture"] + (f" ({row['preset']})" if row.get("preset") else "")
+        out.add_row(*(name if k == "architecture" else f"{row[k]:.4g}" if isinstance(row[k], float) else str(row[k])
+                      for k in shown))
+    console.print(out if table else "no completed trials yet")
+    console.print(f"CSV: {Path(ctx['sweep_dir']) / 'report.csv'}")
+    console.print(f"Browse them: mlflow ui --backend-store-uri {ctx['tracking_uri']} --host 127.0.0.1  "
+                  f"(open http://127.0.0.1:5000, experiment '{ctx['experiment']}')")
+
+
 def _print_metrics(metrics: dict, config: dict) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -165,6 +240,19 @@ def build_parser() -> argparse.ArgumentParser:
                            "model.dim=64 train.steps=300. Rerun with the same out_dir to resume.")
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="Hydra overrides of conf/train.yaml")
     train.set_defaults(func=cmd_train)
+    sweep = sub.add_parser("sweep", help="search the MIRAS space with Optuna (local workers, SLURM, or in-process)",
+                           description="Run an architecture search. Arguments are Hydra overrides of conf/sweep.yaml, "
+                           "e.g. search_space=quick launcher=local launcher.workers=2 sweep.n_trials=8. The same "
+                           "command resumes an interrupted sweep; a finished one is only reported.")
+    sweep.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="Hydra overrides of conf/sweep.yaml")
+    sweep.add_argument("--dry-run", action="store_true", help="print the space's size and a few samples; train nothing")
+    sweep.add_argument("--detach", action="store_true", help="start the workers and return")
+    sweep.set_defaults(func=cmd_sweep)
+    report = sub.add_parser("report", help="the best architectures of a sweep (Pareto set) as a table and CSV")
+    report.add_argument("sweep", help="the sweep directory (runs/sweeps/<name>)")
+    report.add_argument("--top", type=int, default=10, help="rows for a single-objective sweep")
+    report.add_argument("--csv", help="also write the table to this CSV file")
+    report.set_defaults(func=cmd_report)
     return parser
 
 

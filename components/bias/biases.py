@@ -59,10 +59,7 @@ class LpBias(AttentionalBias):
 class L1Bias(LpBias):
     summary = "value-less memory ||M(k) - v||_1 with a tanh-smoothed sign (MIRAS eq. 12)"
     options = (LpBias.options[1],)
-
-    def __init__(self, **opts):
-        super().__init__(**opts)
-        self.opts.update(p=1.0, eps=0.0)
+    p, eps = 1.0, 0.0  # fixed, not options: a spec lists only the options it can set
 
     def label(self) -> str:
         return "l1"

@@ -1,0 +1,110 @@
+"""The Optuna study behind a sweep: storage, sampler and pruner from config, created once before workers start.
+
+Storages: SQLite in the sweep directory (default; an RDB, so heartbeats fail and retry the trials of killed
+workers), any SQLAlchemy URL (PostgreSQL for many nodes), or `journal:<path>` (Optuna's journal file, for a
+shared filesystem without a database; no heartbeats, so a killed worker's trial stays RUNNING until the sweep
+is resumed, when it is failed and retried).
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Mapping
+
+import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+
+from components.options import ComponentError
+
+# Heartbeats and stale-trial retries are stable in practice but flagged experimental; ask/tell with our own
+# heartbeat thread (sweeps.worker) is what Optuna's optimize() does inside.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+
+HEARTBEAT_S = 10
+GRACE_S = 30
+MAX_RETRY = 3
+
+
+def storage_url(setting: str | None, sweep_dir: Path) -> str:
+    return setting or f"sqlite:///{(sweep_dir / 'optuna.db').resolve()}"
+
+
+def open_storage(url: str, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRACE_S) -> optuna.storages.BaseStorage:
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(url[len("journal:"):]))
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    return optuna.storages.RDBStorage(
+        url, engine_kwargs=engine, heartbeat_interval=heartbeat_s, grace_period=grace_s,
+        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+    )
+
+
+def make_sampler(cfg: Mapping[str, Any], seed: int, multi_objective: bool) -> optuna.samplers.BaseSampler:
+    cfg = dict(cfg or {"name": "tpe"})
+    name = cfg.pop("name", "tpe")
+    kinds = {
+        "tpe": lambda: optuna.samplers.TPESampler(seed=seed, **cfg),
+        "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed, **cfg),
+        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+        "gp": lambda: optuna.samplers.GPSampler(seed=seed, **cfg),
+        "bruteforce": lambda: optuna.samplers.BruteForceSampler(seed=seed),
+    }
+    if name not in kinds:
+        raise ComponentError(f"sampler: unknown sampler '{name}'; known samplers: {', '.join(kinds)}")
+    try:
+        return kinds[name]()
+    except TypeError as err:
+        raise ComponentError(f"sampler '{name}': {err}") from None
+
+
+def make_pruner(cfg: Mapping[str, Any], multi_objective: bool) -> optuna.pruners.BasePruner:
+    cfg = dict(cfg or {"name": "none"})
+    name = cfg.pop("name", "none")
+    kinds = {
+        "none": lambda: optuna.pruners.NopPruner(),
+        "median": lambda: optuna.pruners.MedianPruner(**cfg),
+        "sha": lambda: optuna.pruners.SuccessiveHalvingPruner(**cfg),
+        "hyperband": lambda: optuna.pruners.HyperbandPruner(**cfg),
+    }
+    if name not in kinds:
+        raise ComponentError(f"pruner: unknown pruner '{name}'; known pruners: {', '.join(kinds)}")
+    if multi_objective and name != "none":
+        raise ComponentError(f"pruner '{name}' works for single-objective studies only (Optuna's pruners take "
+                             "one intermediate value); multi-objective sweeps stop bad trials between tasks "
+                             "instead (sweep.task_halving), so use pruner=none")
+    return kinds[name]()
+
+
+def create_study(url: str, name: str, directions: list[str]) -> None:
+    """Create the study (and its tables) once, before any worker starts; an existing one is kept."""
+    storage = open_storage(url)
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        optuna.create_study(study_name=name, storage=storage, directions=directions)
+        return
+    if [d.name.lower() for d in study.directions] != [d.lower() for d in directions]:
+        raise ComponentError(f"sweep: study '{name}' exists with directions "
+                             f"{[d.name.lower() for d in study.directions]}, the search space asks for {directions}; "
+                             "use a new sweep directory or study name")
+
+
+def counted_trials(study: optuna.Study) -> int:
+    """Trials that count towards the sweep's total: finished (complete, pruned, failed) or running, where a
+    failed trial that was retried counts once (its retry stands for it)."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {RetryHeartbeatStaleTrialCallback.retried_trial_number(t) for t in trials}
+    retried.discard(None)
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
+    return sum(1 for t in trials if t.state in states and t.number not in retried)
+
+
+def original_number(trial: FrozenTrial | optuna.Trial) -> int:
+    """The number of the first attempt of this trial (retries resume its checkpoints)."""
+    frozen = trial if isinstance(trial, FrozenTrial) else trial.study._storage.get_trial(trial._trial_id)
+    original = RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
+    return frozen.number if original is None else original

@@ -1,0 +1,138 @@
+"""`mirasweep sweep`: validate everything, create the stores once, launch the workers, follow, report.
+
+Order matters: every input is validated before anything is created (bad input leaves no files, study or run);
+the Optuna study and the MLflow store are created by this process before any worker starts (two processes
+creating a brand-new SQLite store at the same moment fail); the same command resumes an interrupted sweep and
+does nothing for a finished one.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from components.options import ComponentError
+
+from .launchers import launch
+from .report import counts, markdown, rows, write_csv
+from .study import counted_trials, create_study, make_pruner, make_sampler, open_storage, storage_url
+from .tracking import Tracker
+from .train.loop import cpu_count
+
+PARENT_RUN_ID = "mlflow_parent_run_id"
+SWEEP_FILE = "sweep.json"
+
+
+def prepare(config: dict[str, Any], choices: dict[str, str]) -> tuple[Any, dict[str, Any]]:
+    """Validate the composed config into (search space, worker context); creates nothing."""
+    from search_space import SearchSpace
+
+    space_name = choices.get("search_space") or "custom"
+    space = SearchSpace.from_dict(config["search_space"], name=space_name)
+    sweep = dict(config.get("sweep") or {})
+    launcher = dict(config.get("launcher") or {})
+    multi = len(space.objectives) > 1
+    make_sampler(config.get("sampler"), 0, multi)  # raise now on a bad sampler or pruner
+    make_pruner(config.get("pruner"), multi)
+    workers = int(launcher.get("workers", 1))
+    if workers < 1:
+        raise ComponentError(f"launcher.workers must be >= 1, got {workers}")
+    n_trials = int(sweep.get("n_trials", 8))
+    if n_trials < 1:
+        raise ComponentError(f"sweep.n_trials must be >= 1, got {n_trials}")
+    study_name = sweep.get("study_name") or space_name
+    sweep_dir = Path(sweep.get("dir") or f"runs/sweeps/{study_name}").resolve()
+    tracking = dict(config.get("tracking") or {})
+    cpus = int(launcher.get("cpus_per_worker") or 0) or max(1, cpu_count() // workers)
+    ctx = {
+        "space": space.to_dict(), "space_name": space_name, "study_name": study_name, "sweep_dir": str(sweep_dir),
+        "storage": storage_url(sweep.get("storage"), sweep_dir), "n_trials": n_trials, "seed": int(sweep.get("seed", 0)),
+        "sampler": config.get("sampler"), "pruner": config.get("pruner"), "threads": cpus,
+        "tracking_uri": tracking.get("uri") or f"sqlite:///{sweep_dir / 'mlflow.db'}",
+        "experiment": tracking.get("experiment") or f"sweep-{study_name}",
+        "task_halving": sweep.get("task_halving"), "min_completed": int(sweep.get("min_completed", 4)),
+        "workers": workers, "launcher": launcher,
+        "heartbeat_s": int(sweep.get("heartbeat_s", 10)), "grace_s": int(sweep.get("grace_s", 30)),
+    }
+    return space, ctx
+
+
+def create_stores(space, ctx: dict[str, Any]) -> None:
+    """The sweep directory, the study (with the seed presets enqueued once), the MLflow parent run."""
+    sweep_dir = Path(ctx["sweep_dir"])
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    storage = open_storage(ctx["storage"])
+    new = ctx["study_name"] not in {s.study_name for s in optuna.get_all_study_summaries(storage)}
+    create_study(ctx["storage"], ctx["study_name"], [o.direction for o in space.objectives])
+    if new:
+        study = optuna.load_study(study_name=ctx["study_name"], storage=storage)
+        for preset in space.enqueue:
+            study.enqueue_trial(space.enqueue_params(preset), user_attrs={"preset": preset})
+    tracker = Tracker(ctx["tracking_uri"], ctx["experiment"])
+    id_file = sweep_dir / PARENT_RUN_ID
+    resume = id_file.read_text().strip() if id_file.is_file() else None
+    tracker.start(f"sweep {ctx['study_name']}", tags={"sweep": ctx["study_name"], "search_space": ctx["space_name"],
+                                                      "kind": "sweep"}, resume_run_id=resume)
+    if resume is None:
+        id_file.write_text(tracker.run_id)
+        tracker.log_params({"sweep": {k: ctx[k] for k in ("n_trials", "seed", "sampler", "pruner", "workers")},
+                            "objectives": {o.metric: o.direction for o in space.objectives}})
+        tracker.log_json(ctx["space"], "search_space.json")
+    ctx["parent_run_id"] = tracker.run_id
+    (sweep_dir / SWEEP_FILE).write_text(json.dumps(ctx, indent=2, default=str))
+
+
+def load_context(path: str | Path) -> dict[str, Any]:
+    """The context a sweep directory was created with (for `mirasweep report` and `status`)."""
+    file = Path(path) / SWEEP_FILE
+    if not file.is_file():
+        raise ComponentError(f"{path} is not a sweep directory (no {SWEEP_FILE}); sweeps live in runs/sweeps/<name>")
+    return json.loads(file.read_text())
+
+
+def follow(ctx: dict[str, Any], jobs, poll_s: float = 2.0) -> None:
+    """A live line per poll: trials done / running / pruned / failed of the total, and the best so far."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    study = optuna.load_study(study_name=ctx["study_name"], storage=open_storage(ctx["storage"]))
+    last = None
+    with console.status("sweep running") as status:
+        while not all(j.done() for j in jobs):
+            c = counts(study)
+            line = (f"trials {c['complete']} done, {c['running']} running, {c['pruned']} pruned, {c['fail']} failed "
+                    f"of {ctx['n_trials']}")
+            if line != last:
+                status.update(line)
+                last = line
+            time.sleep(poll_s)
+    for job in jobs:
+        job.result()  # re-raise a worker crash
+
+
+def finish(space, ctx: dict[str, Any]) -> list[dict]:
+    study = optuna.load_study(study_name=ctx["study_name"], storage=open_storage(ctx["storage"]))
+    table = rows(study, [o.metric for o in space.objectives])
+    sweep_dir = Path(ctx["sweep_dir"])
+    write_csv(table, sweep_dir / "report.csv")
+    tracker = Tracker(ctx["tracking_uri"], ctx["experiment"])
+    tracker.run_id = ctx["parent_run_id"]
+    tracker.log_text(markdown(table), "best_architectures.md")
+    c = counts(study)
+    tracker.log_metrics({f"trials/{k}": v for k, v in c.items()}, counted_trials(study), flush=True)
+    if counted_trials(study) >= ctx["n_trials"] and c["running"] == 0:
+        tracker.finish("FINISHED")
+    return table
+
+
+def run_sweep(config: dict[str, Any], choices: dict[str, str], detach: bool = False) -> tuple[list[dict], dict]:
+    space, ctx = prepare(config, choices)
+    create_stores(space, ctx)
+    jobs = launch(ctx)
+    if detach:
+        return [], ctx
+    follow(ctx, jobs)
+    return finish(space, ctx), ctx

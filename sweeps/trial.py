@@ -1,0 +1,139 @@
+"""One trial of a sweep: sample an architecture from the search space, reject it before any training if it
+is incompatible or over budget, train it on each budget task (one nested MLflow run per task under the trial's
+run), and return the objective values.
+
+Multi-fidelity for multi-objective studies (Optuna's pruners take a single objective): the budget tasks are
+trained in order, and after each task whose metric is an objective, a trial whose value there is worse than
+the `task_halving` quantile of the completed trials' values (with at least `min_completed` of them) stops
+before its remaining tasks. Bad architectures cost one task's budget, not all of them.
+"""
+from __future__ import annotations
+
+import math
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from components.models import resolve_spec
+
+from .study import original_number
+from .tracking import Tracker
+from .train import NonFiniteLoss, Pruned
+from .train.run import run_training
+
+
+@dataclass
+class TrialOutcome:
+    state: TrialState
+    values: list[float] | None = None
+    reason: str = ""
+
+
+class TrialRunner:
+    def __init__(self, space, ctx: dict[str, Any], tracker: Tracker) -> None:
+        self.space, self.ctx, self.tracker = space, ctx, tracker
+        self.sweep_dir = Path(ctx["sweep_dir"])
+        # an objective is read from the task that produces it (lm and mqar both report val/loss)
+        self.objectives = [(f"{o.task}:{o.metric}", o.direction) for o in space.objectives]
+
+    def run(self, trial: optuna.Trial) -> TrialOutcome:
+        number = original_number(trial)
+        plan = self.space.suggest(trial)
+        reason = self.space.check(plan)
+        spec = None if reason else resolve_spec(plan.model)
+        name = spec.name if spec else "rejected"
+        trial.set_user_attr("architecture", name)
+        run_id = self.tracker.start(name, tags={"trial": number, "state": "RUNNING", "sweep": self.ctx["study_name"]},
+                                    parent_run_id=self.ctx["parent_run_id"])
+        trial.set_user_attr("mlflow_run_id", run_id)
+        self.tracker.log_params({"trial": dict(plan.params), **({"model": spec.to_dict()} if spec else {})})
+        if reason:
+            return self._end(trial, TrialOutcome(TrialState.PRUNED, reason=f"rejected before training: {reason}"))
+        self.tracker.set_tags({"architecture": spec.name, "content_hash": spec.content_hash})
+        try:
+            metrics = self._train_tasks(trial, number, plan, spec)
+        except Pruned as err:
+            return self._end(trial, TrialOutcome(TrialState.PRUNED, reason=str(err)))
+        except NonFiniteLoss as err:
+            return self._end(trial, TrialOutcome(TrialState.PRUNED, reason=f"diverged: {err}"))
+        except Exception as err:  # a failing trial never stops the sweep
+            detail = "".join(traceback.format_exception_only(type(err), err)).strip()
+            return self._end(trial, TrialOutcome(TrialState.FAIL, reason=detail))
+        self.tracker.log_metrics(metrics, 0, flush=True)
+        values = [metrics[m] for m, _ in self.objectives]
+        for key, value in metrics.items():
+            trial.set_user_attr(f"metric:{key}", value)
+        return self._end(trial, TrialOutcome(TrialState.COMPLETE, values=values))
+
+    def _train_tasks(self, trial, number: int, plan, spec) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        offset = 0
+        single = len(self.objectives) == 1
+        for task_name, budget in self.space.budget.tasks.items():
+            config = {"model": plan.model, "task": {"name": task_name, **budget.task},
+                      "train": {**budget.train, **plan.train, "progress": False, "threads": self.ctx["threads"],
+                                "seed": self.ctx["seed"]},
+                      "tracking": {"uri": self.tracker.uri}}
+            reporter = self._reporter(trial, offset, task_name) if single else None
+            result = run_training(config, self.sweep_dir / "trials" / f"{number:05d}" / task_name,
+                                  tracker=Tracker(self.tracker.uri, self.ctx["experiment"]),
+                                  run_name=f"{spec.name} · {task_name}", parent_run_id=self.tracker.run_id,
+                                  extra_tags={"trial": str(number), "sweep": self.ctx["study_name"]}, on_eval=reporter)
+            offset += int(config["train"].get("steps", 0))
+            for key, value in result.metrics.items():
+                metrics.setdefault(key, value)  # the first task that reports a name owns it
+                metrics[f"{task_name}:{key}"] = value
+            if not single:
+                self._halve(trial, metrics)
+        missing = [m for m, _ in self.objectives if m not in metrics]
+        if missing:
+            raise KeyError(f"no budget task reported {missing}")
+        return metrics
+
+    def _reporter(self, trial: optuna.Trial, offset: int, task_name: str):
+        task, metric = self.objectives[0][0].split(":", 1)
+
+        def report(step: int, metrics: dict) -> None:
+            if task != task_name:
+                return
+            if metric in metrics and math.isfinite(metrics[metric]):
+                trial.report(metrics[metric], offset + step)
+                if trial.should_prune():
+                    raise Pruned(f"pruned at step {offset + step}: {metric}={metrics[metric]:.4g}")
+        return report
+
+    def _halve(self, trial: optuna.Trial, metrics: dict[str, float]) -> None:
+        quantile = self.ctx.get("task_halving")
+        if not quantile:
+            return
+        done = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if len(done) < self.ctx.get("min_completed", 4):
+            return
+        for metric, direction in self.objectives:
+            if metric not in metrics:
+                continue
+            others = sorted(t.user_attrs.get(f"metric:{metric}") for t in done if f"metric:{metric}" in t.user_attrs)
+            if len(others) < self.ctx.get("min_completed", 4):
+                continue
+            value = metrics[metric]
+            if direction == "maximize":
+                cut = others[int((1 - quantile) * (len(others) - 1))]
+                worse = value < cut
+            else:
+                cut = others[int(quantile * (len(others) - 1))]
+                worse = value > cut
+            if worse:
+                raise Pruned(f"task halving: {metric}={value:.4g} is worse than {cut:.4g}, the {quantile:.0%} "
+                             f"quantile of {len(others)} completed trials")
+
+    def _end(self, trial: optuna.Trial, outcome: TrialOutcome) -> TrialOutcome:
+        if outcome.reason:
+            trial.set_user_attr("reason", outcome.reason[:2000])
+        state = outcome.state.name
+        self.tracker.set_tags({"state": state, **({"reason": outcome.reason[:5000]} if outcome.reason else {})})
+        self.tracker.finish({"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}[state])
+        return outcome

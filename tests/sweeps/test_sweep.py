@@ -1,0 +1,128 @@
+"""Sweeps end to end on the `quick` space: workers, counts, resume, kills, divergence, MLflow, report."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from sweeps.study import open_storage
+from sweeps.sweep import load_context, run_sweep
+from sweeps.train.compose import compose
+
+FAST = ["sweep.heartbeat_s=1", "sweep.grace_s=3", "sweep.min_completed=100", "search_space.budget.rungs=[10,20]",
+        *(f"search_space.budget.tasks.{t}.train.{k}={v}" for t in ("lm", "mqar")
+          for k, v in (("steps", 20), ("eval_every", 10), ("checkpoint_every", 10)))]
+
+
+def sweep_config(tmp_path: Path, *overrides: str):
+    return compose("sweep", [f"sweep.dir={tmp_path / 'sweep'}", *FAST, *overrides])
+
+
+def load(ctx):
+    return optuna.load_study(study_name=ctx["study_name"], storage=open_storage(ctx["storage"]))
+
+
+def cli(args, cwd, **kw):
+    exe = Path(sys.executable).with_name("mirasweep")
+    cmd = [str(exe), *args] if exe.exists() else [sys.executable, "-m", "sweeps.cli", *args]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600, **kw)
+
+
+def test_debug_sweep_tracks_parent_and_nested_trials_and_reruns_as_a_no_op(tmp_path):
+    config, choices = sweep_config(tmp_path, "launcher=debug", "sweep.n_trials=3")
+    table, ctx = run_sweep(config, choices)
+    study = load(ctx)
+    trials = study.get_trials()
+    assert len(trials) == 3 and sorted(t.number for t in trials) == [0, 1, 2]
+    assert trials[0].user_attrs.get("preset") == "deltanet"  # the enqueued seed point runs first
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    client = MlflowClient(ctx["tracking_uri"])
+    parent = client.get_run(ctx["parent_run_id"])
+    assert parent.info.status == "FINISHED"
+    exp = parent.info.experiment_id
+    children = client.search_runs([exp], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert sorted(int(r.data.tags["trial"]) for r in children) == [0, 1, 2]
+    done = [r for r in children if r.data.tags["state"] == "COMPLETE"]
+    assert done and all(r.info.run_name == r.data.tags["architecture"] for r in done)
+    assert all("val/bpb" in r.data.metrics and "recall/mqar" in r.data.metrics for r in done)
+    tasks = client.search_runs([exp], f"tags.mlflow.parentRunId = '{done[0].info.run_id}'")
+    assert sorted(r.data.tags["task"] for r in tasks) == ["lm", "mqar"]  # one nested run per budget task
+    # the report: the Pareto set, with architecture names and run ids, as a table and CSV
+    assert table and {"architecture", "val/bpb", "recall/mqar", "params", "mlflow_run_id"} <= set(table[0])
+    assert (Path(ctx["sweep_dir"]) / "report.csv").read_text().startswith("trial,architecture")
+    # the same command again: nothing to do
+    run_sweep(config, choices)
+    assert len(load(ctx).get_trials()) == 3
+
+
+def test_two_local_workers_complete_the_count_with_unique_trials(tmp_path):
+    config, choices = sweep_config(tmp_path, "launcher=local", "launcher.workers=2", "sweep.n_trials=4")
+    _, ctx = run_sweep(config, choices)
+    trials = load(ctx).get_trials()
+    assert len(trials) == 4 and len({t.number for t in trials}) == 4
+    assert all(t.state != TrialState.RUNNING for t in trials)
+    assert len(list(Path(ctx["sweep_dir"], "pids").glob("*.pid"))) == 2
+
+
+def test_a_diverging_trial_is_pruned_with_its_reason_and_the_sweep_goes_on(tmp_path):
+    config, choices = sweep_config(tmp_path, "launcher=debug", "sweep.n_trials=2", "search_space.enqueue=[]",
+                                   "search_space.train.lr={float: [1.0e+8, 1.0e+9], log: true}",
+                                   "search_space.budget.tasks.lm.train.grad_clip=1.0e+12")
+    _, ctx = run_sweep(config, choices)
+    trials = load(ctx).get_trials()
+    assert len(trials) == 2
+    reasons = [t.user_attrs.get("reason", "") for t in trials]
+    assert all(t.state == TrialState.PRUNED for t in trials)
+    assert any("diverged" in r or "rejected" in r for r in reasons)
+
+
+def test_killed_worker_loses_no_finished_trial_and_its_trial_is_retried(tmp_path):
+    args = ["sweep", f"sweep.dir={tmp_path / 'sweep'}", *FAST, "launcher=local", "launcher.workers=1",
+            "sweep.n_trials=3", "search_space.enqueue=[]"]
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("mirasweep")), *args, "--detach"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.wait(120) == 0, proc.communicate()
+    ctx = load_context(tmp_path / "sweep")
+    study = load(ctx)
+    deadline = time.time() + 180
+    while not (study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+               and study.get_trials(states=(TrialState.RUNNING,))):
+        assert time.time() < deadline, "no finished trial followed by a running one"
+        time.sleep(0.2)
+    finished = {t.number for t in study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))}
+    running = study.get_trials(states=(TrialState.RUNNING,))[0].number
+    for pid_file in Path(ctx["sweep_dir"], "pids").glob("*.pid"):
+        os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    time.sleep(4)  # past the grace period: the running trial's heartbeat is stale
+    out = cli(args, tmp_path)  # the same command resumes the sweep
+    assert out.returncode == 0, out.stderr
+    trials = load(ctx).get_trials()
+    assert finished <= {t.number for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)}
+    killed = next(t for t in trials if t.number == running)
+    assert killed.state == TrialState.FAIL
+    from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
+
+    retries = [t for t in trials if Retry.retried_trial_number(t) == running]
+    assert retries and retries[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def test_bad_input_exits_2_and_creates_nothing(tmp_path):
+    for args, message in [
+        (["search_space=nope"], "Could not find 'search_space/nope'"),
+        (["launcher.workers=0"], "launcher.workers must be >= 1"),
+        (["sampler.name=annealing"], "unknown sampler 'annealing'"),
+        (["pruner=median"], "single-objective"),
+        (["search_space.objectives=[{metric: val/bleu, direction: maximize}]"], "val/bleu"),
+    ]:
+        out = cli(["sweep", f"sweep.dir={tmp_path / 'sweep'}", *args], tmp_path)
+        assert out.returncode == 2 and message in out.stderr, (args, out.stderr)
+        assert not (tmp_path / "sweep").exists() and not (tmp_path / "runs").exists()
