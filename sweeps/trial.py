@@ -42,6 +42,8 @@ class TrialRunner:
 
     def run(self, trial: optuna.Trial) -> TrialOutcome:
         number = original_number(trial)
+        if number != trial.number:
+            self._close_lost_runs(number, trial.number)
         plan = self.space.suggest(trial)
         reason = self.space.check(plan)
         spec = None if reason else resolve_spec(plan.model)
@@ -129,6 +131,16 @@ class TrialRunner:
             if worse:
                 raise Pruned(f"task halving: {metric}={value:.4g} is worse than {cut:.4g}, the {quantile:.0%} "
                              f"quantile of {len(others)} completed trials")
+
+    def _close_lost_runs(self, number: int, retry: int) -> None:
+        """The MLflow runs a killed worker left RUNNING for this trial: marked failed, pointing at the retry."""
+        client = self.tracker.client
+        lost = client.search_runs([self.tracker.experiment_id],
+                                  f"tags.trial = '{number}' and attributes.status = 'RUNNING'")
+        for run in lost:
+            client.set_tag(run.info.run_id, "state", "FAIL")
+            client.set_tag(run.info.run_id, "reason", f"worker lost; retried as trial {retry}")
+            client.set_terminated(run.info.run_id, "FAILED")
 
     def _end(self, trial: optuna.Trial, outcome: TrialOutcome) -> TrialOutcome:
         if outcome.reason:

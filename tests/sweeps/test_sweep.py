@@ -113,6 +113,9 @@ def test_killed_worker_loses_no_finished_trial_and_its_trial_is_retried(tmp_path
 
     retries = [t for t in trials if Retry.retried_trial_number(t) == running]
     assert retries and retries[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
+    client = MlflowClient(ctx["tracking_uri"])
+    exp = client.get_experiment_by_name(ctx["experiment"]).experiment_id
+    assert not client.search_runs([exp], "attributes.status = 'RUNNING'")  # the lost runs were closed
 
 
 def test_bad_input_exits_2_and_creates_nothing(tmp_path):
