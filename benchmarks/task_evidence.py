@@ -44,7 +44,7 @@ def main() -> None:
         presets = MQAR_PRESETS
     steps = args.steps or (200 if args.task == "lm" else 600)
     task = (["task.seq_len=128"] if args.task == "lm" else
-            ["task.seq_len=128", "task.pairs=8", "task.ladder=256x16,512x32", "train.batch_size=32"])
+            ["task.seq_len=128", "task.pairs=8", "task.ladder='256x16,512x32'", "train.batch_size=32"])
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tracker = Tracker(f"sqlite:///{tmp}/mlflow.db", f"evidence-{args.task}")

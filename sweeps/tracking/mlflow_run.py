@@ -20,6 +20,12 @@ def default_uri(root: Path | str = ".") -> str:
     return f"sqlite:///{(Path(root) / DEFAULT_DB).resolve()}"
 
 
+def mlflow_key(name: str) -> str:
+    """MLflow allows alphanumerics and _ - . space : / in names; task metrics such as `recall/niah@1024` keep
+    their names everywhere else, and read `recall/niah_at_1024` in MLflow."""
+    return name.replace("@", "_at_")
+
+
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """{'memory': {'bias': {'name': 'l2'}}} -> {'memory.bias.name': 'l2'}: one MLflow param per choice."""
     out: dict[str, Any] = {}
@@ -99,7 +105,8 @@ class Tracker:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        self._pending += [Metric(k, float(v), now, step) for k, v in metrics.items() if math.isfinite(float(v))]
+        self._pending += [Metric(mlflow_key(k), float(v), now, step) for k, v in metrics.items()
+                          if math.isfinite(float(v))]
         if flush or len(self._pending) >= 500:
             self.flush()
 

@@ -117,3 +117,22 @@ def test_cli_exit_statuses(tmp_path, mlflow_uri):
                                f"out_dir={tmp_path / 'd'}"], tmp_path)
     out, err = diverge.communicate(timeout=120)
     assert diverge.returncode == 4 and "non-finite loss" in err
+
+
+@pytest.mark.parametrize("task", [
+    {"name": "mqar", "seq_len": 32, "pairs": 4, "eval_examples": 32, "ladder": "64x8"},
+    {"name": "niah", "train_len": 80, "eval_lengths": "80,120", "eval_examples": 8},
+])
+def test_tiny_tracked_run_on_each_recall_task(tmp_path, mlflow_uri, task):
+    tracker = Tracker(mlflow_uri, experiment="train-test")
+    cfg = {"model": TINY_MODEL, "task": task, "train": {**TINY_TRAIN, "steps": 4, "eval_every": 2}}
+    result = run_training(cfg, tmp_path / "run", tracker=tracker)
+    client = MlflowClient(mlflow_uri)
+    run = client.get_run(tracker.run_id)
+    assert run.info.status == "FINISHED" and run.data.params["task.name"] == task["name"]
+    metric = "recall/mqar" if task["name"] == "mqar" else "recall/niah@120"
+    assert 0.0 <= result.metrics[metric] <= 1.0
+    logged = metric.replace("@", "_at_")  # MLflow's name rules
+    assert [m.step for m in client.get_metric_history(tracker.run_id, logged)][:2] == [2, 4]
+    if task["name"] == "mqar":  # the ladder is scored after training only
+        assert [m.step for m in client.get_metric_history(tracker.run_id, "recall/mqar_at_64x8")] == [4, 4]
