@@ -121,6 +121,9 @@ def finish(space, ctx: dict[str, Any]) -> list[dict]:
     tracker = Tracker(ctx["tracking_uri"], ctx["experiment"])
     tracker.run_id = ctx["parent_run_id"]
     tracker.log_text(markdown(table), "best_architectures.md")
+    from .plots import log_plots
+
+    log_plots(study, [o.metric for o in space.objectives], tracker)
     c = counts(study)
     tracker.log_metrics({f"trials/{k}": v for k, v in c.items()}, counted_trials(study), flush=True)
     if counted_trials(study) >= ctx["n_trials"] and c["running"] == 0:

@@ -59,6 +59,11 @@ def test_debug_sweep_tracks_parent_and_nested_trials_and_reruns_as_a_no_op(tmp_p
     # the report: the Pareto set, with architecture names and run ids, as a table and CSV
     assert table and {"architecture", "val/bpb", "recall/mqar", "params", "mlflow_run_id"} <= set(table[0])
     assert (Path(ctx["sweep_dir"]) / "report.csv").read_text().startswith("trial,architecture")
+    plots = {f.path for f in client.list_artifacts(parent.info.run_id, "plots")}
+    assert {"plots/pareto_front.png", "plots/pareto_front.html"} <= plots
+    png = Path(client.download_artifacts(parent.info.run_id, "plots/pareto_front.png", str(tmp_path)))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert any(p.startswith("plots/history_") for p in plots) and any(p.startswith("plots/importance_") for p in plots)
     # the same command again: nothing to do
     run_sweep(config, choices)
     assert len(load(ctx).get_trials()) == 3
