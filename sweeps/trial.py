@@ -78,7 +78,7 @@ class TrialRunner:
         for task_name, budget in self.space.budget.tasks.items():
             config = {"model": plan.model, "task": {"name": task_name, **budget.task},
                       "train": {**budget.train, **plan.train, "progress": False, "threads": self.ctx["threads"],
-                                "seed": self.ctx["seed"]},
+                                "seed": self.ctx["seed"], "eval_at": list(self.space.budget.rungs)},
                       "tracking": {"uri": self.tracker.uri}}
             reporter = self._reporter(trial, offset, task_name) if single else None
             result = run_training(config, self.sweep_dir / "trials" / f"{number:05d}" / task_name,

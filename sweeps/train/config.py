@@ -20,6 +20,7 @@ class TrainConfig:
     beta2: float = 0.95
     grad_clip: float = 1.0
     eval_every: int = 100
+    eval_at: tuple = ()  # extra evaluation steps (a sweep's multi-fidelity rungs)
     eval_batch_size: int = 16
     log_every: int = 10
     checkpoint_every: int = 100
@@ -39,6 +40,11 @@ class TrainConfig:
         out = {}
         for key, value in data.items():
             kind = type(getattr(cls(), key))
+            if kind is tuple:
+                if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and v > 0 for v in value):
+                    raise ComponentError(f"{where}.{key} must be a list of positive steps, got {value!r}")
+                out[key] = tuple(value)
+                continue
             if kind is bool and not isinstance(value, bool):
                 raise ComponentError(f"{where}.{key} must be true or false, got {value!r}")
             if kind is int and (isinstance(value, bool) or not isinstance(value, int)):

@@ -132,7 +132,7 @@ def train(spec: ArchitectureSpec, task: Task, cfg: TrainConfig, out_dir: Path, t
             if tracker is not None and (done % cfg.log_every == 0 or done == cfg.steps):
                 tracker.log_metrics({"train/loss": total, "train/lr": sched.get_last_lr()[0],
                                      "train/grad_norm": float(grad_norm)}, done)
-            if done % cfg.eval_every == 0 or done == cfg.steps:
+            if done % cfg.eval_every == 0 or done == cfg.steps or done in cfg.eval_at:
                 evaluate(done)
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
                 save(done)

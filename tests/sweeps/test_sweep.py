@@ -134,3 +134,16 @@ def test_bad_input_exits_2_and_creates_nothing(tmp_path):
         out = cli(["sweep", f"sweep.dir={tmp_path / 'sweep'}", *args], tmp_path)
         assert out.returncode == 2 and message in out.stderr, (args, out.stderr)
         assert not (tmp_path / "sweep").exists() and not (tmp_path / "runs").exists()
+
+
+def test_single_objective_sweep_reports_rungs_to_its_pruner(tmp_path):
+    config, choices = sweep_config(tmp_path, "launcher=debug", "sweep.n_trials=3", "pruner=median",
+                                   "pruner.n_startup_trials=1", "~search_space.budget.tasks.mqar",
+                                   "search_space.objectives=[{metric: val/bpb, direction: minimize}]",
+                                   "search_space.budget.rungs=[5,10]", "search_space.budget.tasks.lm.train.eval_every=20")
+    _, ctx = run_sweep(config, choices)
+    trials = load(ctx).get_trials()
+    assert len(trials) == 3
+    trained = [t for t in trials if t.intermediate_values]
+    assert trained and all(set(t.intermediate_values) <= {5, 10, 20} for t in trained)
+    assert all(5 in t.intermediate_values for t in trained)  # the first rung is always reported
