@@ -104,13 +104,22 @@ def follow(ctx: dict[str, Any], jobs, poll_s: float = 2.0) -> None:
         while not all(j.done() for j in jobs):
             c = counts(study)
             line = (f"trials {c['complete']} done, {c['running']} running, {c['pruned']} pruned, {c['fail']} failed "
-                    f"of {ctx['n_trials']}")
+                    f"of {ctx['n_trials']}; {best_so_far(study)}")
             if line != last:
                 status.update(line)
                 last = line
             time.sleep(poll_s)
     for job in jobs:
         job.result()  # re-raise a worker crash
+
+
+def best_so_far(study: optuna.Study) -> str:
+    if not counts(study)["complete"]:
+        return "no result yet"
+    if len(study.directions) > 1:
+        return f"Pareto set of {len(study.best_trials)}"
+    best = study.best_trial
+    return f"best {best.value:.4g} ({best.user_attrs.get('architecture', '?')}, trial {best.number})"
 
 
 def finish(space, ctx: dict[str, Any]) -> list[dict]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,9 @@ import torch
 
 from .study import counted_trials, make_pruner, make_sampler, open_storage
 from .trial import TrialRunner
+
+
+PLOT_EVERY_S = 60
 
 
 @contextlib.contextmanager
@@ -87,3 +91,10 @@ def refresh_parent(study: optuna.Study, space, ctx: dict[str, Any], parent) -> N
     parent.log_text(markdown(table), "best_architectures.md")
     parent.log_metrics({f"trials/{k}": v for k, v in counts(study).items()}, len(study.get_trials(deepcopy=False)),
                        flush=True)
+    # plots cost a second or two: redrawn at most once a minute while the sweep runs, and at its end
+    stamp = Path(ctx["sweep_dir"]) / ".plots_drawn"
+    if not stamp.exists() or time.time() - stamp.stat().st_mtime > PLOT_EVERY_S:
+        from .plots import log_plots
+
+        log_plots(study, [o.metric for o in space.objectives], parent)
+        stamp.touch()
