@@ -154,3 +154,16 @@ def test_preset_equals_its_textbook_recurrence(preset):
     acc, k, v, q, gates = engine_inputs(rule, T=2 * spec.memory.chunk_size + 5, d=6)
     y, _ = memory_scan(rule, k, v, q, gates, acc, chunk_size=spec.memory.chunk_size, exact=spec.memory.exact)
     assert rel_err(y, textbook(acc[0], k, v, q, TEXTBOOK[preset](gates, k))) < 1e-11
+
+
+@pytest.mark.parametrize("axis_choice", [(axis, name) for axis, reg in __import__("components").AXES.items()
+                                         for name in reg])
+def test_every_component_round_trips_through_a_spec(axis_choice):
+    """A resolved spec lists exactly the options each component can be built with (l1 once failed here)."""
+    from components.engine import enumerate_rules
+
+    axis, name = axis_choice
+    rule = next(r for r in enumerate_rules()[0] if r.parts[axis].name == name)
+    memory = {a: {"name": p.name, **p.opts} for a, p in rule.parts.items()}
+    spec = resolve_spec({"dim": 16, "layers": 1, "memory": {"heads": 2, **memory}})
+    assert resolve_spec(spec.to_dict()) == spec and spec.memory.rule().name == rule.name
