@@ -172,18 +172,34 @@ def _dry_run(config: dict, choices: dict) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     import optuna
 
-    from .report import rows, write_csv
+    from .report import axis_summary, rows, write_csv
     from .study import open_storage
     from .sweep import load_context
 
     ctx = load_context(args.sweep)
     study = optuna.load_study(study_name=ctx["study_name"], storage=open_storage(ctx["storage"]))
     metrics = list(json.loads(json.dumps(ctx["space"]))["objectives"])
-    table = rows(study, [m["metric"] for m in metrics], top=args.top)
+    names = [m["metric"] for m in metrics]
+    table = rows(study, names, top=args.top)
     if args.csv:
         write_csv(table, Path(args.csv))
     _print_report(table, ctx)
+    _print_axes(axis_summary(study, names))
     return 0
+
+
+def _print_axes(summary: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    if not summary:
+        return
+    out = Table(title="per-axis summary: which choices win (completed trials)", title_justify="left")
+    for key in summary[0]:
+        out.add_column(key, no_wrap=key in ("axis", "choice"))
+    for row in summary:
+        out.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()))
+    Console().print(out)
 
 
 def _print_report(table: list[dict], ctx: dict) -> None:

@@ -58,3 +58,30 @@ def markdown(table: list[dict]) -> str:
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(fmt(r[k]) for k in keys) + " |" for r in table]
     return "\n".join(lines) + "\n"
+
+
+AXES_SHOWN = ("backbone", "memory.structure", "memory.bias", "memory.retention", "memory.algorithm")
+
+
+def axis_summary(study: optuna.Study, metrics: list[str]) -> list[dict]:
+    """Per design axis and choice: completed trials, and the best and median of each objective among them —
+    which structures, biases, retentions and algorithms win. The choice is read from the trial's suggested
+    parameters (an axis the space fixes has no parameter and is left out)."""
+    import statistics
+
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    maximize = [d == optuna.study.StudyDirection.MAXIMIZE for d in study.directions]
+    out = []
+    for axis in AXES_SHOWN:
+        groups: dict[str, list[FrozenTrial]] = {}
+        for t in complete:
+            if axis in t.params:
+                groups.setdefault(str(t.params[axis]), []).append(t)
+        for choice, trials in sorted(groups.items()):
+            row = {"axis": axis, "choice": choice, "trials": len(trials)}
+            for i, metric in enumerate(metrics):
+                values = [t.values[i] for t in trials]
+                row[f"best {metric}"] = max(values) if maximize[i] else min(values)
+                row[f"median {metric}"] = statistics.median(values)
+            out.append(row)
+    return out

@@ -64,6 +64,18 @@ def test_debug_sweep_tracks_parent_and_nested_trials_and_reruns_as_a_no_op(tmp_p
     png = Path(client.download_artifacts(parent.info.run_id, "plots/pareto_front.png", str(tmp_path)))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     assert any(p.startswith("plots/history_") for p in plots) and any(p.startswith("plots/importance_") for p in plots)
+    # the per-axis summary agrees with the trials it summarises
+    from sweeps.report import axis_summary
+
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    summary = axis_summary(study, ["val/bpb", "recall/mqar"])
+    for row in summary:
+        mine = [t for t in complete if str(t.params.get(row["axis"])) == row["choice"]]
+        assert row["trials"] == len(mine) and row["best val/bpb"] == min(t.values[0] for t in mine)
+    assert sum(r["trials"] for r in summary if r["axis"] == "memory.bias") == len(
+        [t for t in complete if "memory.bias" in t.params])
+    out = cli(["report", ctx["sweep_dir"]], tmp_path)
+    assert out.returncode == 0 and "per-axis summary" in out.stdout and "best architectures" in out.stdout
     # the same command again: nothing to do
     run_sweep(config, choices)
     assert len(load(ctx).get_trials()) == 3
