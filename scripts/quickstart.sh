@@ -13,7 +13,8 @@ echo "== the sweep: 8 trials on 2 local workers; rerunning this command resumes 
 cat <<'NEXT'
 
 Next steps:
-  .venv/bin/mirasweep report runs/sweeps/quick                    # the table again (and --csv FILE)
+  .venv/bin/mirasweep ui runs/sweeps/quick                        # browse the runs in the MLflow UI
+  .venv/bin/mirasweep report runs/sweeps/quick                    # the table again, per-axis summary, --csv FILE
   .venv/bin/mirasweep components                                  # every component per MIRAS axis, with options
   .venv/bin/mirasweep components --model titans                   # a model card of a known model
   .venv/bin/mirasweep train model=gated_deltanet task=mqar        # train one architecture

@@ -188,6 +188,27 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    """The MLflow UI on a sweep's store, on 127.0.0.1 unless --host says otherwise; runs until interrupted."""
+    import subprocess
+
+    from mlflow.tracking import MlflowClient
+
+    from .sweep import load_context
+
+    ctx = load_context(args.sweep)
+    exp = MlflowClient(ctx["tracking_uri"]).get_experiment_by_name(ctx["experiment"])
+    # MLflow 3 opens experiments in its GenAI view; the runs table is the machine-learning workflow
+    path = f"#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning" if exp else ""
+    print(f"MLflow UI for sweep '{ctx['study_name']}': http://{args.host}:{args.port}/{path}", flush=True)
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", ctx["tracking_uri"],
+           "--host", args.host, "--port", str(args.port)]
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return 0
+
+
 def _print_axes(summary: list[dict]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -218,8 +239,7 @@ def _print_report(table: list[dict], ctx: dict) -> None:
                       for k in shown))
     console.print(out if table else "no completed trials yet")
     console.print(f"CSV: {Path(ctx['sweep_dir']) / 'report.csv'}")
-    console.print(f"Browse them: mlflow ui --backend-store-uri {ctx['tracking_uri']} --host 127.0.0.1  "
-                  f"(open http://127.0.0.1:5000, experiment '{ctx['experiment']}')")
+    console.print(f"Browse them in the MLflow UI: mirasweep ui {ctx['sweep_dir']}  (experiment '{ctx['experiment']}')")
 
 
 def _print_metrics(metrics: dict, config: dict) -> None:
@@ -269,6 +289,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--top", type=int, default=10, help="rows for a single-objective sweep")
     report.add_argument("--csv", help="also write the table to this CSV file")
     report.set_defaults(func=cmd_report)
+    ui = sub.add_parser("ui", help="open a sweep's runs in the MLflow UI (serves on 127.0.0.1)")
+    ui.add_argument("sweep", help="the sweep directory (runs/sweeps/<name>)")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--host", default="127.0.0.1", help="interface to bind; 0.0.0.0 exposes it to the network")
+    ui.set_defaults(func=cmd_ui)
     return parser
 
 

@@ -159,3 +159,37 @@ def test_single_objective_sweep_reports_rungs_to_its_pruner(tmp_path):
     trained = [t for t in trials if t.intermediate_values]
     assert trained and all(set(t.intermediate_values) <= {5, 10, 20} for t in trained)
     assert all(5 in t.intermediate_values for t in trained)  # the first rung is always reported
+
+
+def test_ui_serves_the_sweep_store_on_loopback(tmp_path):
+    import socket
+    import urllib.request
+
+    config, choices = sweep_config(tmp_path, "launcher=debug", "sweep.n_trials=1")
+    _, ctx = run_sweep(config, choices)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exe = Path(sys.executable).with_name("mirasweep")
+    proc = subprocess.Popen([str(exe), "ui", ctx["sweep_dir"], "--port", str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        first = proc.stdout.readline()
+        assert f"http://127.0.0.1:{port}/#/experiments/" in first and "workflowType=machine_learning" in first
+        url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name?experiment_name={ctx['experiment']}"
+        deadline = time.time() + 90
+        while True:
+            try:
+                body = json.loads(urllib.request.urlopen(url, timeout=2).read())
+                break
+            except OSError:
+                assert proc.poll() is None and time.time() < deadline, "the MLflow server did not come up"
+                time.sleep(0.5)
+        assert body["experiment"]["name"] == ctx["experiment"]
+        # listening sockets on that port, from /proc/net/tcp (state 0A): loopback only, never 0.0.0.0
+        rows = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+        bound = {r[1].split(":")[0] for r in rows if r[3] == "0A" and int(r[1].split(":")[1], 16) == port}
+        assert bound == {"0100007F"}
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
