@@ -9,19 +9,21 @@
 """
 from __future__ import annotations
 
+import abc
+
 from ..options import Option
 from ..registry import Component, Registry
 
 BACKBONES = Registry("backbone", "how memory and attention layers are arranged")
 
 
-class Backbone(Component):
+class Backbone(Component, abc.ABC):
     needs_memory: bool = True
     needs_attention: bool = False
 
+    @abc.abstractmethod
     def mixers(self, layers: int) -> list[str]:
         """One entry per residual block: 'memory', 'attention', 'mac' or 'mag'."""
-        raise NotImplementedError
 
     def window(self) -> int:
         """Attention window in tokens; 0 is full causal attention."""

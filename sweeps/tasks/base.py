@@ -6,6 +6,7 @@ directions search spaces can use as objectives, and caches whatever data it buil
 """
 from __future__ import annotations
 
+import abc
 import hashlib
 import json
 import os
@@ -31,19 +32,20 @@ def cache_dir() -> Path:
     return Path(os.environ.get("MIRASWEEP_CACHE") or Path.home() / ".cache" / "mirasweep")
 
 
-class Task(Component):
+class Task(Component, abc.ABC):
     vocab_size: int = 256
 
+    @abc.abstractmethod
     def metrics(self) -> dict[str, str]:
         """Metric name -> 'minimize' or 'maximize', every metric `evaluate` reports."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def train_batch(self, step: int, batch_size: int, seed: int) -> Batch:
-        raise NotImplementedError
+        """The batch of a step, a function of (seed, step) only."""
 
+    @abc.abstractmethod
     def evaluate(self, model: torch.nn.Module, batch_size: int = 16, final: bool = True) -> dict[str, float]:
         """Named metrics; final=False (intermediate evaluations, for pruners) may skip costly extras."""
-        raise NotImplementedError
 
     def data_info(self) -> dict[str, float]:
         """Facts about the data worth logging once (sizes, entropies)."""

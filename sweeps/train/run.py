@@ -72,7 +72,10 @@ def run_training(config: Mapping[str, Any], out_dir: Path, preset: str | None = 
     id_file.write_text(tracker.run_id)
     from components.models import LanguageModel
 
-    sizing = LanguageModel(spec)
+    import torch
+
+    with torch.device("meta"):  # counted, not allocated: train() builds the real model
+        sizing = LanguageModel(spec)
     params, state = count_params(sizing), state_numel(sizing, getattr(task, "seq_len", 512))
     if resume_id is None:
         tracker.log_params({"model": spec.to_dict(), "task": {"name": task.name, **task.opts}, "train": vars(cfg),
