@@ -149,9 +149,22 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                   f"launcher={(config.get('launcher') or {}).get('name')} trials={config['sweep']['n_trials']}")
     table, ctx = run_sweep(config, choices, detach=args.detach)
     if args.detach:
-        console.print(f"workers started; follow with: mirasweep report {ctx['sweep_dir']}")
+        where = ctx["launcher"].get("name")
+        if where == "slurm":
+            array = ctx["job_ids"][0].split("_")[0] if ctx["job_ids"] else "?"
+            console.print(f"submitted SLURM array job {array} ({len(ctx['job_ids'])} tasks, logs in "
+                          f"{ctx['sweep_dir']}/workers/)")
+        else:
+            console.print(f"{len(ctx.get('job_ids', []))} workers started")
+        console.print(f"watch it: mirasweep status {ctx['sweep_dir']}\n"
+                      f"results:  mirasweep report {ctx['sweep_dir']}\n"
+                      "resume it (after a crash or scancel): the same sweep command again")
         return 0
     _print_report(table, ctx)
+    if ctx.get("lost_workers"):
+        console.print("[yellow]some workers ended before the sweep did:[/yellow]\n  " + "\n  ".join(ctx["lost_workers"]))
+        console.print("their running trials were failed and queued again; rerun the same command to finish the sweep")
+        return 1
     return 0
 
 
@@ -172,7 +185,7 @@ def _dry_run(config: dict, choices: dict) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     import optuna
 
-    from .report import axis_summary, rows, write_csv
+    from .report import axis_summary, preset_rows, rows, versus_presets, write_csv
     from .study import open_storage
     from .sweep import load_context
 
@@ -185,6 +198,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         write_csv(table, Path(args.csv))
     _print_report(table, ctx)
     _print_axes(axis_summary(study, names))
+    # the known models that ran as seed points: did the sweep find anything better than them?
+    _print_rows(preset_rows(study, names), "known models (presets) in this sweep")
+    _print_rows(versus_presets(study, names, top=args.top), "best architectures against the best preset per objective")
     return 0
 
 
@@ -210,15 +226,19 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def _print_axes(summary: list[dict]) -> None:
+    _print_rows(summary, "per-axis summary: which choices win (completed trials)")
+
+
+def _print_rows(table: list[dict], title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    if not summary:
+    if not table:
         return
-    out = Table(title="per-axis summary: which choices win (completed trials)", title_justify="left")
-    for key in summary[0]:
-        out.add_column(key, no_wrap=key in ("axis", "choice"))
-    for row in summary:
+    out = Table(title=title, title_justify="left")
+    for key in table[0]:
+        out.add_column(key, no_wrap=key in ("axis", "choice", "preset", "architecture"))
+    for row in table:
         out.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()))
     Console().print(out)
 
@@ -260,6 +280,18 @@ def _print_metrics(metrics: dict, config: dict) -> None:
     console.print(f"Browse it: mlflow ui --backend-store-uri {uri} --host 127.0.0.1  (then open http://127.0.0.1:5000)")
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from .status import collect, render
+    from .sweep import load_context
+
+    info = collect(load_context(args.sweep))
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+    else:
+        render(info)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mirasweep", description=__doc__.strip() + " — search the MIRAS design space.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -289,6 +321,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--top", type=int, default=10, help="rows for a single-objective sweep")
     report.add_argument("--csv", help="also write the table to this CSV file")
     report.set_defaults(func=cmd_report)
+    status = sub.add_parser("status", help="a sweep's trials by state, its SLURM jobs (sacct) and what is failing")
+    status.add_argument("sweep", help="the sweep directory (runs/sweeps/<name>)")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=cmd_status)
     ui = sub.add_parser("ui", help="open a sweep's runs in the MLflow UI (serves on 127.0.0.1)")
     ui.add_argument("sweep", help="the sweep directory (runs/sweeps/<name>)")
     ui.add_argument("--port", type=int, default=5000)

@@ -1,15 +1,50 @@
-"""Where workers run, through submitit: `debug` (in this process), `local` (N processes on this machine).
-Every launcher calls sweeps.worker.run_worker(ctx, index); torch threads per worker = the cores it was given."""
+"""Where workers run, through submitit: `debug` (in this process), `local` (N processes on this machine), `slurm`
+(a SLURM job array, one worker per array task). Every launcher runs sweeps.worker.SweepWorker(ctx, index).
+
+A launcher's YAML (conf/launcher/<name>.yaml) is checked key by key before anything is created; the SLURM job ids
+are written to <sweep dir>/jobs.json so that `mirasweep status` can ask sacct about them.
+"""
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 from typing import Any
 
-from components.options import ComponentError
+from components.options import ComponentError, closest
 
-from .worker import run_worker
+from .worker import SweepWorker, run_worker
 
-LAUNCHERS = ("debug", "local")
+COMMON = {"name", "workers", "cpus_per_worker", "timeout_min"}
+KEYS = {
+    "debug": COMMON,
+    "local": COMMON,
+    "slurm": COMMON | {"partition", "mem_gb", "gpus_per_task", "account", "qos", "constraint", "array_parallelism",
+                       "signal_delay_s", "max_requeues", "setup", "additional_parameters", "job_name"},
+}
+JOBS_FILE = "jobs.json"
+
+
+def validate(launcher: dict[str, Any]) -> None:
+    name = launcher.get("name", "local")
+    if name not in KEYS:
+        raise ComponentError(f"launcher: unknown launcher '{name}'{closest(name, list(KEYS))}; "
+                             f"known launchers: {', '.join(KEYS)}")
+    for key in launcher:
+        if key not in KEYS[name]:
+            raise ComponentError(f"launcher.{key}: unknown key for launcher '{name}'{closest(key, sorted(KEYS[name]))}; "
+                                 f"allowed keys: {', '.join(sorted(KEYS[name]))}")
+    if name == "slurm":
+        for key in ("setup",):
+            if not isinstance(launcher.get(key) or [], list):
+                raise ComponentError(f"launcher.{key} must be a list of shell lines, got {launcher[key]!r}")
+        if not isinstance(launcher.get("additional_parameters") or {}, dict):
+            raise ComponentError("launcher.additional_parameters must be a mapping of sbatch options, "
+                                 f"got {launcher['additional_parameters']!r}")
+        for key in ("timeout_min", "cpus_per_worker", "max_requeues", "signal_delay_s"):
+            value = launcher.get(key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                raise ComponentError(f"launcher.{key} must be a non-negative integer, got {value!r}")
 
 
 class _Done:
@@ -17,6 +52,7 @@ class _Done:
 
     def __init__(self, value: int) -> None:
         self.value = value
+        self.job_id = "debug"
 
     def done(self) -> bool:
         return True
@@ -28,14 +64,49 @@ class _Done:
 def launch(ctx: dict[str, Any]) -> list:
     launcher = dict(ctx["launcher"])
     name = launcher.get("name", "local")
-    if name not in LAUNCHERS:
-        raise ComponentError(f"launcher: unknown launcher '{name}'; known launchers: {', '.join(LAUNCHERS)}")
+    validate(launcher)
     if name == "debug":
         return [_Done(run_worker(ctx, i)) for i in range(ctx["workers"])]
     import submitit
 
-    executor = submitit.LocalExecutor(folder=str(Path(ctx["sweep_dir"]) / "workers" / "%j"))
-    executor.update_parameters(timeout_min=int(launcher.get("timeout_min", 24 * 60)))
-    with executor.batch():
-        jobs = [executor.submit(run_worker, ctx, i) for i in range(ctx["workers"])]
+    folder = str(Path(ctx["sweep_dir"]) / "workers" / "%j")
+    indices = list(range(ctx["workers"]))
+    if name == "local":
+        executor = submitit.LocalExecutor(folder=folder)
+        executor.update_parameters(timeout_min=int(launcher.get("timeout_min") or 24 * 60))
+        with executor.batch():
+            jobs = [executor.submit(SweepWorker(), ctx, i) for i in indices]
+    else:
+        executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=int(launcher.get("max_requeues") or 10))
+        executor.update_parameters(**slurm_parameters(ctx, launcher))
+        jobs = executor.map_array(SweepWorker(), [ctx] * len(indices), indices)
+    record_jobs(ctx, name, jobs)
     return jobs
+
+
+def slurm_parameters(ctx: dict[str, Any], launcher: dict[str, Any]) -> dict[str, Any]:
+    """conf/launcher/slurm.yaml -> submitit's SlurmExecutor parameters (the sbatch options of each array task)."""
+    params = {
+        "job_name": launcher.get("job_name") or f"mirasweep-{ctx['study_name']}",
+        "partition": launcher.get("partition"),
+        "time": int(launcher.get("timeout_min") or 240),
+        "cpus_per_task": int(ctx["threads"]),
+        "mem": f"{round(float(launcher['mem_gb']) * 1024)}M" if launcher.get("mem_gb") else None,
+        "gpus_per_task": int(launcher.get("gpus_per_task") or 0) or None,
+        "account": launcher.get("account"), "qos": launcher.get("qos"), "constraint": launcher.get("constraint"),
+        "array_parallelism": int(launcher.get("array_parallelism") or ctx["workers"]),
+        "signal_delay_s": int(launcher.get("signal_delay_s") or 120),
+        "setup": list(launcher.get("setup") or []),
+        "additional_parameters": dict(launcher.get("additional_parameters") or {}),
+        "stderr_to_stdout": True,
+    }
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def record_jobs(ctx: dict[str, Any], launcher: str, jobs: list) -> None:
+    """Append this launch's job ids to <sweep dir>/jobs.json (a resumed sweep adds a launch)."""
+    path = Path(ctx["sweep_dir"]) / JOBS_FILE
+    launches = json.loads(path.read_text()) if path.is_file() else []
+    launches.append({"launcher": launcher, "submitted": time.strftime("%Y-%m-%d %H:%M:%S"),
+                     "job_ids": [str(j.job_id) for j in jobs]})
+    path.write_text(json.dumps(launches, indent=2))

@@ -33,10 +33,16 @@ def rows(study: optuna.Study, metrics: list[str], top: int = 10) -> list[dict]:
 
 
 def counts(study: optuna.Study) -> dict[str, int]:
+    """Trials by state; a failed trial that was retried (preempted, cancelled, lost) is `retried`, not `fail`."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
+
+    trials = study.get_trials(deepcopy=False)
+    retried = {Retry.retried_trial_number(t) for t in trials} - {None}
     result = {s.name.lower(): 0 for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING,
                                           TrialState.WAITING)}
-    for t in study.get_trials(deepcopy=False):
-        result[t.state.name.lower()] += 1
+    result["retried"] = 0
+    for t in trials:
+        result["retried" if t.state == TrialState.FAIL and t.number in retried else t.state.name.lower()] += 1
     return result
 
 
@@ -85,3 +91,96 @@ def axis_summary(study: optuna.Study, metrics: list[str]) -> list[dict]:
                 row[f"median {metric}"] = statistics.median(values)
             out.append(row)
     return out
+
+
+def pareto_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The non-dominated completed trials (single objective: those with the best value, ties included)."""
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return []
+    return study.best_trials
+
+
+def tag_best(study: optuna.Study, client) -> set[str]:
+    """Tag `best=true` on the MLflow runs of the Pareto trials, so the UI filters them with `tags.best = 'true'`;
+    `best=false` on this study's runs that were tagged best and no longer are. Only changes are written: it runs
+    after every trial, under the sweep lock. Returns the run ids tagged best."""
+    from mlflow.exceptions import MlflowException
+
+    ours = {t.user_attrs["mlflow_run_id"] for t in study.get_trials(deepcopy=False) if "mlflow_run_id" in t.user_attrs}
+    best = {t.user_attrs["mlflow_run_id"] for t in pareto_trials(study) if "mlflow_run_id" in t.user_attrs}
+    if not ours:
+        return best
+    # the current tags come from MLflow itself, not from memory: several workers refresh in turn
+    experiment = client.get_run(next(iter(ours))).info.experiment_id
+    tagged = {r.info.run_id for r in client.search_runs([experiment], "tags.best = 'true'", max_results=50000)}
+    changes = [(r, "true") for r in best - tagged] + [(r, "false") for r in (tagged & ours) - best]
+    for run_id, value in changes:  # (tagged - ours: another sweep sharing the experiment keeps its own tags)
+        try:
+            client.set_tag(run_id, "best", value)
+        except MlflowException:  # e.g. a run deleted in the UI: a tag is never worth stopping a sweep for
+            pass
+    return best
+
+
+def _better(value: float, reference: float, maximize: bool) -> float:
+    """Signed improvement of value over reference: positive is better, whatever the direction."""
+    return value - reference if maximize else reference - value
+
+
+def describe(delta: float, reference: float, name: str) -> str:
+    """'better than deltanet by 0.12 (1.9%)' from a signed improvement over the reference value."""
+    if delta == 0:
+        return f"equal to {name}"
+    relative = f" ({abs(delta) / abs(reference):.1%})" if reference else ""
+    return f"{'better' if delta > 0 else 'worse'} than {name} by {abs(delta):.4g}{relative}"
+
+
+def preset_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """Trials of known models' presets (the space's `enqueue` seed points), in trial order."""
+    return sorted((t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("preset")), key=lambda t: t.number)
+
+
+def preset_rows(study: optuna.Study, metrics: list[str]) -> list[dict]:
+    """Each preset trial's objectives (a preset that did not complete shows its state and no values)."""
+    out = []
+    for t in preset_trials(study):
+        row = {"preset": t.user_attrs["preset"], "trial": t.number,
+               "architecture": t.user_attrs.get("architecture", "?"), "state": t.state.name.lower()}
+        done = t.state == TrialState.COMPLETE
+        row.update({m: t.values[i] if done else "—" for i, m in enumerate(metrics)})
+        out.append(row)
+    return out
+
+
+def versus_presets(study: optuna.Study, metrics: list[str], top: int = 10) -> list[dict]:
+    """Each best architecture against the best completed preset on each objective (which may be a different
+    preset per objective): the question a sweep answers is whether it found something the known models lack."""
+    presets = [t for t in preset_trials(study) if t.state == TrialState.COMPLETE]
+    if not presets:
+        return []
+    maximize = [d == optuna.study.StudyDirection.MAXIMIZE for d in study.directions]
+    reference = []
+    for i in range(len(metrics)):
+        pick = max if maximize[i] else min
+        reference.append(pick(presets, key=lambda t, i=i: t.values[i]))
+    out = []
+    for t in best_trials(study, top):
+        row = {"trial": t.number, "architecture": t.user_attrs.get("architecture", "?")}
+        for i, m in enumerate(metrics):
+            ref = reference[i]
+            delta = _better(t.values[i], ref.values[i], maximize[i])
+            row[m] = t.values[i]
+            row[f"{m} vs best preset"] = describe(delta, ref.values[i], ref.user_attrs["preset"])
+        out.append(row)
+    return out
+
+
+def presets_markdown(study: optuna.Study, metrics: list[str], top: int = 10) -> str:
+    """The comparison with known models as a markdown section (empty when the sweep ran no preset)."""
+    table = preset_rows(study, metrics)
+    if not table:
+        return ""
+    versus = versus_presets(study, metrics, top)
+    return ("\n## Known models (presets) in this sweep\n\n" + markdown(table) +
+            "\n## Best architectures against the best preset per objective\n\n" +
+            (markdown(versus) if versus else "(no preset trial completed)\n"))

@@ -17,7 +17,8 @@ import optuna
 from components.options import ComponentError
 
 from .launchers import launch
-from .report import counts, markdown, rows, write_csv
+from .launchers import validate as validate_launcher
+from .report import counts, markdown, presets_markdown, rows, tag_best, write_csv
 from .study import counted_trials, create_study, make_pruner, make_sampler, open_storage, storage_url
 from .tracking import Tracker
 from .train.loop import cpu_count
@@ -37,6 +38,7 @@ def prepare(config: dict[str, Any], choices: dict[str, str]) -> tuple[Any, dict[
     multi = len(space.objectives) > 1
     make_sampler(config.get("sampler"), 0, multi)  # raise now on a bad sampler or pruner
     make_pruner(config.get("pruner"), multi)
+    validate_launcher(launcher)
     workers = int(launcher.get("workers", 1))
     if workers < 1:
         raise ComponentError(f"launcher.workers must be >= 1, got {workers}")
@@ -46,7 +48,9 @@ def prepare(config: dict[str, Any], choices: dict[str, str]) -> tuple[Any, dict[
     study_name = sweep.get("study_name") or space_name
     sweep_dir = Path(sweep.get("dir") or f"runs/sweeps/{study_name}").resolve()
     tracking = dict(config.get("tracking") or {})
-    cpus = int(launcher.get("cpus_per_worker") or 0) or max(1, cpu_count() // workers)
+    # local workers share this machine's cores; a SLURM task gets its own (and follows what SLURM grants)
+    local_share = 1 if launcher.get("name") == "slurm" else max(1, cpu_count() // workers)
+    cpus = int(launcher.get("cpus_per_worker") or 0) or local_share
     ctx = {
         "space": space.to_dict(), "space_name": space_name, "study_name": study_name, "sweep_dir": str(sweep_dir),
         "storage": storage_url(sweep.get("storage"), sweep_dir), "n_trials": n_trials, "seed": int(sweep.get("seed", 0)),
@@ -93,8 +97,9 @@ def load_context(path: str | Path) -> dict[str, Any]:
     return json.loads(file.read_text())
 
 
-def follow(ctx: dict[str, Any], jobs, poll_s: float = 2.0) -> None:
-    """A live line per poll: trials done / running / pruned / failed of the total, and the best so far."""
+def follow(ctx: dict[str, Any], jobs, poll_s: float = 2.0) -> list[str]:
+    """A live line per poll: trials done / running / pruned / failed of the total, and the best so far.
+    Returns one line per worker that ended without finishing (cancelled, killed, crashed)."""
     from rich.console import Console
 
     console = Console(stderr=True)
@@ -109,8 +114,14 @@ def follow(ctx: dict[str, Any], jobs, poll_s: float = 2.0) -> None:
                 status.update(line)
                 last = line
             time.sleep(poll_s)
+    lost = []
     for job in jobs:
-        job.result()  # re-raise a worker crash
+        try:
+            job.result()
+        except Exception as err:  # cancelled, killed or crashed: its trial was failed and queued for a retry
+            lines = str(err).strip().splitlines() or [type(err).__name__]
+            lost.append(f"worker {job.job_id}: {lines[0][:300]}")
+    return lost
 
 
 def best_so_far(study: optuna.Study) -> str:
@@ -124,12 +135,14 @@ def best_so_far(study: optuna.Study) -> str:
 
 def finish(space, ctx: dict[str, Any]) -> list[dict]:
     study = optuna.load_study(study_name=ctx["study_name"], storage=open_storage(ctx["storage"]))
-    table = rows(study, [o.metric for o in space.objectives])
+    metrics = [o.metric for o in space.objectives]
+    table = rows(study, metrics)
     sweep_dir = Path(ctx["sweep_dir"])
     write_csv(table, sweep_dir / "report.csv")
     tracker = Tracker(ctx["tracking_uri"], ctx["experiment"])
     tracker.run_id = ctx["parent_run_id"]
-    tracker.log_text(markdown(table), "best_architectures.md")
+    tracker.log_text(markdown(table) + presets_markdown(study, metrics), "best_architectures.md")
+    tag_best(study, tracker.client)
     from .plots import log_plots
 
     log_plots(study, [o.metric for o in space.objectives], tracker)
@@ -144,7 +157,8 @@ def run_sweep(config: dict[str, Any], choices: dict[str, str], detach: bool = Fa
     space, ctx = prepare(config, choices)
     create_stores(space, ctx)
     jobs = launch(ctx)
+    ctx["job_ids"] = [str(j.job_id) for j in jobs]
     if detach:
         return [], ctx
-    follow(ctx, jobs)
+    ctx["lost_workers"] = follow(ctx, jobs)
     return finish(space, ctx), ctx

@@ -22,7 +22,7 @@ from components.models import resolve_spec
 
 from .study import original_number
 from .tracking import Tracker
-from .train import NonFiniteLoss, Pruned
+from .train import NonFiniteLoss, Preempted, Pruned
 from .train.run import run_training
 
 
@@ -31,6 +31,7 @@ class TrialOutcome:
     state: TrialState
     values: list[float] | None = None
     reason: str = ""
+    preempted: bool = False  # stopped by a signal with its checkpoint kept: the worker queues a retry
 
 
 class TrialRunner:
@@ -44,6 +45,7 @@ class TrialRunner:
         number = original_number(trial)
         if number != trial.number:
             self._close_lost_runs(number, trial.number)
+            trial.set_user_attr("reason", "")  # a retry starts clean (user attributes are copied from the original)
         plan = self.space.suggest(trial)
         reason = self.space.check(plan)
         spec = None if reason else resolve_spec(plan.model)
@@ -60,6 +62,10 @@ class TrialRunner:
             metrics = self._train_tasks(trial, number, plan, spec)
         except Pruned as err:
             return self._end(trial, TrialOutcome(TrialState.PRUNED, reason=str(err)))
+        except Preempted as err:
+            return self._end(trial, TrialOutcome(TrialState.FAIL, preempted=True,
+                                                 reason=f"preempted: {err.signal_name} at step {err.step} of task "
+                                                        f"'{err.task}'; its checkpoint is kept and a retry resumes it"))
         except NonFiniteLoss as err:
             return self._end(trial, TrialOutcome(TrialState.PRUNED, reason=f"diverged: {err}"))
         except Exception as err:  # a failing trial never stops the sweep

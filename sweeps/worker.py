@@ -3,20 +3,29 @@
 Asynchronous: each worker asks as soon as it is free, never waiting for a batch. The check of the count and the
 ask happen under a file lock in the sweep directory, so N workers never start more trials than asked for; a
 heartbeat thread marks the running trial alive, so the trial of a killed worker is failed and retried.
+
+Preemption (SIGUSR2, SLURM's warning before a time limit or a requeue) and cancellation (SIGTERM): the running
+trial checkpoints, is failed with the reason, and a retry with the same parameters is queued at once (it resumes
+from the checkpoint, in whichever worker asks next); then under SLURM a USR2 goes on to submitit, which requeues
+this array task. No finished trial is lost, and the retry stands for the original in the count.
 """
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
 
 import optuna
+import submitit
 import torch
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 
 from .study import counted_trials, make_pruner, make_sampler, open_storage
+from .train.signals import stop_on_signals
 from .trial import TrialRunner
 
 
@@ -46,18 +55,53 @@ def heartbeat(study: optuna.Study, trial: optuna.Trial):
         thread.join()
 
 
+class SweepWorker(submitit.helpers.Checkpointable):
+    """The job submitit runs. Checkpointable: when SLURM preempts it, submitit requeues the same worker, which
+    goes on asking the study for trials (the trial it was running is already queued as a retry)."""
+
+    def __call__(self, ctx: dict[str, Any], index: int = 0) -> int:
+        return run_worker(ctx, index)
+
+
+def worker_id(index: int) -> str:
+    """Where a trial ran: the SLURM array task (for sacct / `mirasweep status`), else this process."""
+    env = os.environ
+    if env.get("SLURM_ARRAY_JOB_ID"):
+        return f"slurm:{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
+    if env.get("SLURM_JOB_ID"):
+        return f"slurm:{env['SLURM_JOB_ID']}"
+    return f"worker-{index}:pid {os.getpid()}"
+
+
+def granted_threads(ctx: dict[str, Any]) -> int:
+    """Torch threads = the CPUs SLURM granted this task, else what the launcher planned."""
+    return int(os.environ.get("SLURM_CPUS_PER_TASK") or 0) or int(ctx["threads"])
+
+
 def run_worker(ctx: dict[str, Any], index: int = 0) -> int:
-    """Entry point of one worker process (or the in-process debug launcher); returns the trials it ran."""
+    """Entry point of one worker process (or the in-process debug launcher); returns the trials it finished."""
+    with stop_on_signals() as stop:
+        ran = _ask_and_run(ctx, index, stop)
+    if stop.signal_name == "SIGUSR2" and ctx["launcher"].get("name") == "slurm" and os.environ.get("SLURM_JOB_ID"):
+        # our handler is gone again: submitit's own one checkpoints this worker, requeues the task and exits
+        signal.raise_signal(signal.SIGUSR2)
+    return ran
+
+
+def _ask_and_run(ctx: dict[str, Any], index: int, stop) -> int:
     from search_space import SearchSpace
 
     from .tracking import Tracker
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    ctx = {**ctx, "threads": granted_threads(ctx)}
     torch.set_num_threads(ctx["threads"])
     sweep_dir = Path(ctx["sweep_dir"])
     pids = sweep_dir / "pids"
     pids.mkdir(exist_ok=True)
     (pids / f"worker-{index}.pid").write_text(str(os.getpid()))  # for `status` and for tests that kill workers
+    me = worker_id(index)
+    print(f"mirasweep worker {me}: {ctx['threads']} torch threads, study '{ctx['study_name']}'", flush=True)
     space = SearchSpace.from_dict(ctx["space"], name=ctx["space_name"])
     multi = len(space.objectives) > 1
     storage = open_storage(ctx["storage"], ctx["heartbeat_s"], ctx["grace_s"])
@@ -67,16 +111,20 @@ def run_worker(ctx: dict[str, Any], index: int = 0) -> int:
     runner = TrialRunner(space, ctx, Tracker(ctx["tracking_uri"], ctx["experiment"]))
     parent = Tracker(ctx["tracking_uri"], ctx["experiment"])
     ran = 0
-    while True:
+    while not stop:
         with sweep_lock(sweep_dir):
             optuna.storages.fail_stale_trials(study)
             if counted_trials(study) >= ctx["n_trials"]:
                 break
             trial = study.ask()
+        trial.set_user_attr("worker", me)
         with heartbeat(study, trial):
             outcome = runner.run(trial)
         study.tell(trial, outcome.values, state=outcome.state)
-        ran += 1
+        if outcome.preempted:  # not the trial's fault: retried as often as it is preempted
+            RetryHeartbeatStaleTrialCallback(max_retry=None)(study, study._storage.get_trial(trial._trial_id))
+        else:
+            ran += 1
         with sweep_lock(sweep_dir):
             refresh_parent(study, space, ctx, parent)
     return ran
@@ -84,11 +132,13 @@ def run_worker(ctx: dict[str, Any], index: int = 0) -> int:
 
 def refresh_parent(study: optuna.Study, space, ctx: dict[str, Any], parent) -> None:
     """The parent run's table of best architectures, rewritten as trials finish (MLflow shows the latest)."""
-    from .report import counts, markdown, rows
+    from .report import counts, markdown, presets_markdown, rows, tag_best
 
-    table = rows(study, [o.metric for o in space.objectives])
+    metrics = [o.metric for o in space.objectives]
+    table = rows(study, metrics)
     parent.run_id = ctx["parent_run_id"]
-    parent.log_text(markdown(table), "best_architectures.md")
+    parent.log_text(markdown(table) + presets_markdown(study, metrics), "best_architectures.md")
+    tag_best(study, parent.client)
     parent.log_metrics({f"trials/{k}": v for k, v in counts(study).items()}, len(study.get_trials(deepcopy=False)),
                        flush=True)
     # plots cost a second or two: redrawn at most once a minute while the sweep runs, and at its end

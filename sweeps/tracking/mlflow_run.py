@@ -70,6 +70,8 @@ class Tracker:
               resume_run_id: str | None = None) -> str:
         if resume_run_id:
             self.client.update_run(resume_run_id, status="RUNNING")
+            if parent_run_id:  # resumed by a retried trial: nest it under the retry's run
+                self.client.set_tag(resume_run_id, "mlflow.parentRunId", parent_run_id)
             self.run_id = resume_run_id
             return resume_run_id
         tags = dict(tags or {})

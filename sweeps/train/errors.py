@@ -25,6 +25,7 @@ class Preempted(TrainingStopped):
     def __init__(self, step: int, signal_name: str) -> None:
         super().__init__(f"{signal_name} at step {step}: checkpoint written, rerun the same command to resume")
         self.step, self.signal_name = step, signal_name
+        self.task = ""  # set by the caller that knows which task ran
 
 
 class Pruned(TrainingStopped):

@@ -55,6 +55,8 @@ def run_training(config: Mapping[str, Any], out_dir: Path, preset: str | None = 
     done = out_dir / RESULT
     if done.is_file():
         data = json.loads(done.read_text())
+        if tracker is not None and parent_run_id and data.get("run_id"):  # a retried trial adopts its finished task
+            tracker.client.set_tag(data["run_id"], "mlflow.parentRunId", parent_run_id)
         return TrainResult(data["metrics"], [tuple(h) for h in data["history"]], resumed_from=data["steps"])
     task = build_task(config.get("task") or {"name": "lm"})
     spec = build_spec(config["model"], task, preset)
@@ -90,6 +92,7 @@ def run_training(config: Mapping[str, Any], out_dir: Path, preset: str | None = 
         tracker.finish("FAILED", str(err))
         raise
     except Preempted as err:
+        err.task = task.name
         tracker.set_tags({"preempted": err.signal_name})
         tracker.finish("KILLED")
         raise
@@ -100,9 +103,12 @@ def run_training(config: Mapping[str, Any], out_dir: Path, preset: str | None = 
     except BaseException as err:
         tracker.finish("FAILED", f"{type(err).__name__}: {err}")
         raise
+    if result.resumed_from:  # visible in the UI: this run was interrupted and went on from a checkpoint
+        tracker.set_tags({"resumed_from_step": result.resumed_from})
     result.metrics.update({"cost/params": params, "cost/state": state})
     tracker.log_metrics(result.metrics, cfg.steps, flush=True)
     tracker.finish("FINISHED")
     done.write_text(json.dumps({"metrics": result.metrics, "history": result.history, "steps": cfg.steps,
-                                "architecture": spec.name, "run_id": tracker.run_id}, indent=2))
+                                "architecture": spec.name, "run_id": tracker.run_id,
+                                "resumed_from": result.resumed_from}, indent=2))
     return result

@@ -1,4 +1,9 @@
-"""SIGTERM / SIGUSR2 (SLURM preemption and time limits) become a flag the loop checks between steps."""
+"""SIGTERM / SIGUSR2 (SLURM preemption, time limits, scancel) become a flag the loop checks between steps.
+
+Nested scopes share one flag: a sweep worker turns signals into a flag for its whole life, and the training
+run inside it sees that same flag, so a signal that arrives between two trials stops the worker as cleanly as
+one that arrives mid-step.
+"""
 from __future__ import annotations
 
 import signal
@@ -16,9 +21,16 @@ class StopFlag:
         return self.signal_name is not None
 
 
+_active: StopFlag | None = None
+
+
 @contextmanager
 def stop_on_signals():
-    """Install handlers for the duration of a run (main thread only) and restore the previous ones."""
+    """Install handlers for the duration of a scope (main thread only) and restore the previous ones after it."""
+    global _active
+    if _active is not None:  # an outer scope already turns signals into a flag
+        yield _active
+        return
     flag = StopFlag()
     if threading.current_thread() is not threading.main_thread():
         yield flag
@@ -28,8 +40,10 @@ def stop_on_signals():
         flag.signal_name = signal.Signals(signum).name
 
     previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+    _active = flag
     try:
         yield flag
     finally:
+        _active = None
         for s, h in previous.items():
             signal.signal(s, h)
