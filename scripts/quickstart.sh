@@ -14,9 +14,11 @@ cat <<'NEXT'
 
 Next steps:
   .venv/bin/mirasweep ui runs/sweeps/quick                        # browse the runs in the MLflow UI
-  .venv/bin/mirasweep report runs/sweeps/quick                    # the table again, per-axis summary, --csv FILE
+  .venv/bin/mirasweep report runs/sweeps/quick                    # the table again, per-axis summary, vs presets
+  .venv/bin/mirasweep status runs/sweeps/quick                    # trials by state, workers, what is failing
   .venv/bin/mirasweep components                                  # every component per MIRAS axis, with options
   .venv/bin/mirasweep components --model titans                   # a model card of a known model
   .venv/bin/mirasweep train model=gated_deltanet task=mqar        # train one architecture
   .venv/bin/mirasweep sweep search_space=miras sweep.n_trials=64  # search the whole space
+  .venv/bin/mirasweep sweep launcher=slurm launcher.workers=8 ...  # on a cluster: README "Running on a SLURM cluster"
 NEXT

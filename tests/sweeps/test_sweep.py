@@ -64,6 +64,16 @@ def test_debug_sweep_tracks_parent_and_nested_trials_and_reruns_as_a_no_op(tmp_p
     png = Path(client.download_artifacts(parent.info.run_id, "plots/pareto_front.png", str(tmp_path)))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     assert any(p.startswith("plots/history_") for p in plots) and any(p.startswith("plots/importance_") for p in plots)
+    for path in sorted(plots):  # every plot is a real image or an interactive page, not an empty file
+        local = Path(client.download_artifacts(parent.info.run_id, path, str(tmp_path / "plots")))
+        if path.endswith(".png"):
+            assert local.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and local.stat().st_size > 5_000, path
+        else:
+            html = local.read_text()
+            assert path.endswith(".html") and "plotly" in html.lower() and len(html) > 10_000, path
+    front = Path(client.download_artifacts(parent.info.run_id, "plots/pareto_front.html", str(tmp_path / "front")))
+    named = [t.user_attrs["architecture"] for t in trials if t.state == TrialState.COMPLETE]
+    assert all(name in front.read_text() for name in named)  # points labelled by architecture
     # the per-axis summary agrees with the trials it summarises
     from sweeps.report import axis_summary
 
