@@ -69,8 +69,20 @@ def _sdpa_flops(query, key, value, dropout_p=0.0, is_causal=False, *args, attn_m
     return 4 * query.shape[-1] * pairs
 
 
-_sdpa_flops._get_raw = True  # FlopCounterMode passes tensors, not shapes, so the mask can be read
-SDPA_KERNELS = {aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_flops}
+def _sdpa_bias_flops(query, key, value, attn_bias=None, compute_log_sumexp=False, dropout_p=0.0, is_causal=False,
+                     *args, out_val=None, **kwargs) -> int:
+    """CUDA's memory-efficient and cuDNN kernels take the mask as `attn_bias`, fourth."""
+    return _sdpa_flops(query, key, value, dropout_p, is_causal, attn_mask=attn_bias)
+
+
+_sdpa_flops._get_raw = _sdpa_bias_flops._get_raw = True  # FlopCounterMode passes tensors, so masks can be read
+# every fused kernel SDPA may dispatch to, counted by the score pairs the mask lets through (not n_q·n_k)
+SDPA_KERNELS = {getattr(aten, name): fn for name, fn in (
+    ("_scaled_dot_product_flash_attention_for_cpu", _sdpa_flops),
+    ("_scaled_dot_product_flash_attention", _sdpa_flops),
+    ("_scaled_dot_product_efficient_attention", _sdpa_bias_flops),
+    ("_scaled_dot_product_cudnn_attention", _sdpa_bias_flops),
+) if hasattr(aten, name)}
 
 
 def forward_flops_per_token(model: LanguageModel, seq_len: int) -> float:

@@ -9,7 +9,7 @@ from components import MemoryRule
 
 def engine_inputs(rule: MemoryRule, N: int = 2, T: int = 7, d: int = 4, seed: int = 0, dtype=torch.float64,
                   channel_lr: bool = False):
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator(device=torch.get_default_device()).manual_seed(seed)
     steps = rule.algorithm.steps_per_token()
     rand = lambda *s: torch.rand(*s, generator=g, dtype=dtype)  # noqa: E731
     randn = lambda *s: torch.randn(*s, generator=g, dtype=dtype)  # noqa: E731

@@ -18,7 +18,7 @@ def _layer(window: int | None, rope: bool = True, bias: bool = False, seed: int 
 
 
 def _x(t: int = T, seed: int = 1) -> torch.Tensor:
-    return torch.randn(B, t, DIM, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return torch.randn(B, t, DIM, generator=torch.Generator(device=torch.get_default_device()).manual_seed(seed), dtype=torch.float64)
 
 
 def _rope_ref(x: torch.Tensor, base: float = 10000.0) -> torch.Tensor:

@@ -29,7 +29,7 @@ def test_bf16_autocast_runs_the_inner_loop_in_fp32():
     layer = titans_layer(chunk_size=16)
     x = torch.randn(2, 64, 32)
     y32, _ = layer(x)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast(torch.get_default_device().type, dtype=torch.bfloat16):
         y16, state = layer(x)
     assert y16.dtype == torch.bfloat16 and state.memory.acc[0].dtype == torch.float32
     assert torch.isfinite(y16).all()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -106,8 +107,10 @@ def finished(ctx: dict) -> bool:
     return len(done) >= ctx["n_trials"] and not busy
 
 
-def checkpointed(ctx: dict, number: int, task: str = "lm") -> bool:
-    return Path(ctx["sweep_dir"], "trials", f"{number:05d}", task, "checkpoint.pt").is_file()
+def training(ctx: dict, number: int) -> bool:
+    """A task of this trial has written a checkpoint and not finished yet."""
+    tasks = Path(ctx["sweep_dir"], "trials", f"{number:05d}")
+    return any((d / "checkpoint.pt").is_file() and not (d / "result.json").is_file() for d in tasks.glob("*"))
 
 
 def objectives(trial) -> dict[str, float]:
@@ -148,20 +151,22 @@ def test_a_slurm_array_of_two_workers_completes_the_sweep(tmp_path, slurm, stora
 @pytest.mark.timeout(300)
 def test_a_preempted_worker_requeues_and_its_trial_resumes_to_the_uninterrupted_result(tmp_path, slurm):
     args = [*LONG, "launcher.workers=1", "sweep.n_trials=1"]
-    ctx = detach(sweep_args(tmp_path / "preempted", *args), tmp_path / "preempted")
     # the same trial (the enqueued seed preset), uninterrupted, as a second job on the other CPU
     base = detach(sweep_args(tmp_path / "baseline", *args), tmp_path / "baseline")
-    wait(lambda: checkpointed(ctx, 0), 120, "the trial's first training checkpoint")
+    ctx = detach(sweep_args(tmp_path / "preempted", *args), tmp_path / "preempted")
+    wait(lambda: training(ctx, 0), 120, "trial 0 to be between two training checkpoints")
     subprocess.run(["scancel", "--signal=USR2", ctx["array"]], check=True)  # what SLURM sends before preempting
     wait(lambda: finished(ctx) and finished(base), 240, "both sweeps to finish")
     trials = load(ctx).get_trials()
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
     first, retry = trials
-    assert first.user_attrs["reason"].startswith("preempted: SIGUSR2 at step")
+    stopped = re.fullmatch(r"preempted: SIGUSR2 at step (\d+) of task '(\w+)'; .*", first.user_attrs["reason"])
+    assert stopped, first.user_attrs["reason"]
     assert Retry.retried_trial_number(retry) == 0 and retry.params == first.params
     assert retry.user_attrs["worker"] == first.user_attrs["worker"]  # the same SLURM job, requeued
-    result = json.loads(Path(ctx["sweep_dir"], "trials", "00000", "lm", "result.json").read_text())
-    assert result["resumed_from"] > 0  # went on from the checkpoint, not from scratch
+    task = stopped.group(2)
+    result = json.loads(Path(ctx["sweep_dir"], "trials", "00000", task, "result.json").read_text())
+    assert result["resumed_from"] == int(stopped.group(1)) > 0  # went on from the checkpoint, not from scratch
     reference = load(base).get_trials()[0]
     assert reference.state == TrialState.COMPLETE and reference.params == retry.params
     assert objectives(retry) == pytest.approx(objectives(reference), rel=1e-5)
@@ -185,7 +190,7 @@ def test_a_cancelled_worker_fails_its_trial_and_the_other_worker_retries_it(tmp_
 
     def running_on_task_0():
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if t.user_attrs.get("worker") == f"slurm:{ctx['array']}_0" and checkpointed(ctx, t.number):
+            if t.user_attrs.get("worker") == f"slurm:{ctx['array']}_0" and training(ctx, t.number):
                 return [t.number]  # a list: trial 0 is a valid answer
         return None
 

@@ -70,7 +70,7 @@ def test_debug_sweep_tracks_parent_and_nested_trials_and_reruns_as_a_no_op(tmp_p
             assert local.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and local.stat().st_size > 5_000, path
         else:
             html = local.read_text()
-            assert path.endswith(".html") and "plotly" in html.lower() and len(html) > 10_000, path
+            assert path.endswith(".html") and "Plotly.newPlot" in html and len(html) > 2_000, path
     front = Path(client.download_artifacts(parent.info.run_id, "plots/pareto_front.html", str(tmp_path / "front")))
     named = [t.user_attrs["architecture"] for t in trials if t.state == TrialState.COMPLETE]
     assert all(name in front.read_text() for name in named)  # points labelled by architecture
