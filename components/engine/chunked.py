@@ -11,12 +11,15 @@ Two paths:
 """
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import torch
+import torch.utils.checkpoint
 from torch import Tensor
 
 from ..memory import StackMemory
+from ..options import ComponentError
 from ..optim import StepInputs
 from .coefficients import ChunkCoefficients, chunk_coefficients
 from .fused import decay_update
@@ -211,9 +214,20 @@ def exact_parallel_supported(rule) -> bool:
     )
 
 
-def chunked_scan(rule, state: MemoryState, inputs: StepInputs, chunk_size: int, read_after: bool, path: str = "auto"):
+def segment_length(checkpoint: int | str | None, n_chunks: int) -> int:
+    """Chunks per recomputed segment: 0 = keep everything for backward; 'auto' = ceil(sqrt(chunks))."""
+    if not checkpoint:
+        return 0
+    return math.isqrt(n_chunks - 1) + 1 if checkpoint == "auto" else int(checkpoint)
+
+
+def chunked_scan(rule, state: MemoryState, inputs: StepInputs, chunk_size: int, read_after: bool, path: str = "auto",
+                 checkpoint: int | str | None = None):
     if path == "auto":
         path = "stack" if isinstance(rule.structure, StackMemory) else "func"
+    if checkpoint and path == "func":
+        raise ComponentError(f"checkpoint: rule {rule.name} runs on the torch.func path (a memory that is not a stack "
+                             "of linear layers), which cannot run under activation checkpointing; use checkpoint=null")
     step = {"stack": StackStep, "func": FuncStep, "exact": ExactStep}[path](rule, read_after)
     T = inputs.k.shape[1]
     first = min(chunk_size - state.offset, T)
@@ -222,8 +236,25 @@ def chunked_scan(rule, state: MemoryState, inputs: StepInputs, chunk_size: int, 
     # split, not per-chunk slicing: each slice's backward would allocate and zero a full-sequence tensor
     split = lambda x: x.split(sizes, dim=1)  # noqa: E731
     gates = {name: split(g) for name, g in inputs.gates.items()}
+    chunks = [StepInputs(k, v, q, {name: g[i] for name, g in gates.items()})
+              for i, (k, v, q) in enumerate(zip(split(inputs.k), split(inputs.v), split(inputs.q)))]
+
+    def run(state: MemoryState, segment: list[StepInputs]):
+        outs = []
+        for inp in segment:
+            y, state = step(state, inp, chunk_size)
+            outs.append(y)
+        return outs, state
+
+    every = segment_length(checkpoint, len(chunks)) if torch.is_grad_enabled() else 0
+    if not every:
+        outs, state = run(state, chunks)
+        return torch.cat(outs, dim=1), state
+    # Activation checkpointing over segments of chunks: backward keeps only each segment's start state and
+    # recomputes the segment's chunks (states and token activations) when it gets there; about one more
+    # forward of the memory buys roughly (1 - 1/segments) of its saved activations.
     outs = []
-    for i, (k, v, q) in enumerate(zip(split(inputs.k), split(inputs.v), split(inputs.q))):
-        y, state = step(state, StepInputs(k, v, q, {name: g[i] for name, g in gates.items()}), chunk_size)
-        outs.append(y)
+    for start in range(0, len(chunks), every):
+        ys, state = torch.utils.checkpoint.checkpoint(run, state, chunks[start:start + every], use_reentrant=False)
+        outs += ys
     return torch.cat(outs, dim=1), state

@@ -25,6 +25,7 @@ def memory_scan(
     read: str = "after",
     path: str = "auto",
     exact: bool | None = None,
+    checkpoint: int | str | None = None,
 ) -> tuple[Tensor, MemoryState]:
     """Run the memory over a sequence.
 
@@ -38,6 +39,10 @@ def memory_scan(
     for chunk_size 1. Default: exact where a parallel exact form exists (linear memory, l2 or dot bias, per-head
     gates: DeltaNet, Gated DeltaNet, Longhorn, Titans-linear), so chunk_size is then only a speed knob;
     the paths 'stack' and 'func' compute the mini-batch form.
+
+    checkpoint: trade compute for memory in training: None keeps every chunk's activations for backward;
+    an integer n recomputes segments of n chunks in backward (activation checkpointing), 'auto' uses
+    segments of ceil(sqrt(chunks)). Results and gradients are the same either way.
     """
     if read not in ("after", "before"):
         raise ComponentError(f"read must be 'after' or 'before', got {read!r}")
@@ -45,6 +50,9 @@ def memory_scan(
         raise ComponentError(f"path must be one of {', '.join(PATHS)}, got {path!r}")
     if chunk_size < 1:
         raise ComponentError(f"chunk_size must be >= 1, got {chunk_size}")
+    if not (checkpoint in (None, "auto") or (isinstance(checkpoint, int) and not isinstance(checkpoint, bool)
+                                              and checkpoint >= 0)):
+        raise ComponentError(f"checkpoint must be null, 'auto' or a number of chunks >= 0, got {checkpoint!r}")
     supported = exact_parallel_supported(rule)
     if exact is None:
         exact = supported and path not in ("stack", "func")
@@ -72,7 +80,8 @@ def memory_scan(
         if path == "reference":
             y, state = reference_scan(rule, state, inputs, 1 if exact else chunk_size, read_after)
         else:
-            y, state = chunked_scan(rule, state, inputs, chunk_size, read_after, "exact" if exact else path)
+            y, state = chunked_scan(rule, state, inputs, chunk_size, read_after, "exact" if exact else path,
+                                    checkpoint)
         steps = rule.algorithm.steps_per_token()
         if steps > 1:
             y = y[:, steps - 1 :: steps] if read_after else y[:, ::steps]

@@ -7,9 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from components import memory_scan
+from components import ComponentError, memory_scan
 from components.engine import enumerate_rules
 from components.engine.chunked import exact_parallel_supported
+from components.memory import StackMemory
 
 from .helpers import engine_inputs, rel_err
 
@@ -110,3 +111,36 @@ def test_stack_path_equals_generic_torch_func_path(rule):
 def test_space_has_rejections_and_many_rules():
     assert len(RULES) > 300
     assert any("implicit" in reason for _, reason in REJECTED)
+
+
+@PARAMS
+def test_checkpointed_segments_give_the_same_outputs_state_and_gradients(rule):
+    """Activation checkpointing (memory_scan(checkpoint=...)) recomputes segments of chunks in backward: the
+    forward values and every input's gradient are the same as keeping all activations."""
+    if not isinstance(rule.structure, StackMemory) and not exact_parallel_supported(rule):
+        acc, k, v, q, gates = engine_inputs(rule)
+        with pytest.raises(ComponentError, match="cannot run under activation checkpointing"):
+            memory_scan(rule, k, v, q, gates, acc, checkpoint=2)
+        return
+    results = {}
+    for checkpoint in (None, 2, "auto"):
+        acc, k, v, q, gates = engine_inputs(rule, T=7)
+        leaves = [*acc, k, v, q, *gates.values()]
+        for t in leaves:
+            t.requires_grad_(True)
+        y, s = memory_scan(rule, k, v, q, gates, acc, chunk_size=2, checkpoint=checkpoint)  # 4 chunks
+        loss = y.pow(2).sum() + sum(a.pow(2).sum() for a in s.acc)
+        results[checkpoint] = (y.detach(), torch.autograd.grad(loss, leaves, allow_unused=True))
+    y0, g0 = results[None]
+    for checkpoint in (2, "auto"):
+        y, g = results[checkpoint]
+        assert rel_err(y, y0) < 1e-12
+        for a, b in zip(g, g0):
+            assert (a is None) == (b is None) and (a is None or rel_err(a, b) < 1e-10)
+
+
+def test_checkpoint_setting_is_checked():
+    rule = RULES[0]
+    acc, k, v, q, gates = engine_inputs(rule)
+    with pytest.raises(ComponentError, match="checkpoint must be null, 'auto' or a number of chunks"):
+        memory_scan(rule, k, v, q, gates, acc, checkpoint="sqrt")
