@@ -34,6 +34,8 @@ CONFIGS = {"issue-2 size": Config(), "long": Config(batch=8, seq=4096, dim=512, 
 def contender(name: str, cfg: Config, device: str):
     torch.manual_seed(0)
     module = (titans(cfg) if name == "titans" else ours(cfg)).to(device)
+    if name == "ours-lean":
+        module.checkpoint = "auto"  # activation checkpointing over sqrt(chunks)-chunk segments
     seq = cfg.ref_seq if name == "ours-reference" else cfg.seq
     x = torch.randn(cfg.batch, seq, cfg.dim, device=device)
     kwargs = {"path": "reference"} if name == "ours-reference" else {}
@@ -84,6 +86,7 @@ def equivalence(device: str) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="only the issue-2 size")
+    p.add_argument("--configs", help=f"comma list of {', '.join(CONFIGS)}")
     p.add_argument("--reps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     args = p.parse_args()
@@ -95,11 +98,13 @@ def main() -> None:
     equivalence(device)
     try:
         import titans_pytorch  # noqa: F401
-        names = ("ours-chunked", "ours-reference", "titans")
+        names = ("ours-chunked", "ours-lean", "ours-reference", "titans")
     except ImportError:
-        names = ("ours-chunked", "ours-reference")
+        names = ("ours-chunked", "ours-lean", "ours-reference")
         print("titans-pytorch is not installed: ours only")
     configs = {"issue-2 size": CONFIGS["issue-2 size"]} if args.quick else CONFIGS
+    if args.configs:
+        configs = {name: CONFIGS[name] for name in args.configs.split(",")}
     for label, cfg in configs.items():
         for amp in (False, True):
             print(f"\n{label}: batch {cfg.batch}, seq {cfg.seq}, dim {cfg.dim}, heads {cfg.heads}, chunk {cfg.chunk}, "
@@ -119,7 +124,7 @@ def main() -> None:
                 if "out of memory" not in str(err):
                     raise
                 print("  out of memory (a contender needs more than this GPU has)")
-                del runs, steps
+                runs = steps = None  # free them before the next config
                 torch.cuda.empty_cache()
                 continue
             tok = {}
@@ -131,9 +136,10 @@ def main() -> None:
                       f"peak {peaks[n] / 2 ** 20:9.1f} MiB")
             print(f"  ours/reference tokens/s {tok['ours-chunked'] / tok['ours-reference']:.1f}x")
             if "titans" in tok:
-                print(f"  ours/titans tokens/s {tok['ours-chunked'] / tok['titans']:.2f}x, peak memory "
-                      f"{peaks['ours-chunked'] / peaks['titans']:.2f}x")
-            del runs, steps
+                for mine in ("ours-chunked", "ours-lean"):
+                    print(f"  {mine}/titans tokens/s {tok[mine] / tok['titans']:.2f}x, peak memory "
+                          f"{peaks[mine] / peaks['titans']:.2f}x")
+            runs = steps = None
             torch.cuda.empty_cache()
 
 
