@@ -1,11 +1,18 @@
 """Multi-query associative recall (MQAR), as in Zoology (Arora et al. 2023, arXiv:2312.04927).
 
 An example of length `seq_len` is `k1 v1 k2 v2 ... kN vN` (N = `pairs` distinct keys from [1, vocab/2), distinct
-values from [vocab/2, vocab)), then, in the remaining positions, every key is queried once: the key at a sampled
-even offset, followed by its value. Everything else is 0 (padding; 0 is never a key or value). Loss and accuracy
-are taken only at each query key's position, whose target is the paired value, so a model scores above chance
-only by recalling which value followed that key in the context. Zoology's power-law gap placement (queries
+values from [vocab/2, vocab)), then, in the remaining positions, every key is queried once, at a sampled even
+offset. As in Zoology's generator, the query region holds only the keys (everything else is 0, padding; 0 is never
+a key or value): the values appear only as targets. Loss and accuracy are taken only at each query key's
+position, whose target is the paired value, so a model scores above chance (1/N among the context's values) only
+by recalling which value followed that key in the context. (Writing the value after each query key, as an
+earlier version did, lets a model reach H_N/N, 0.34 for N = 8, by answering with a value not yet asked, and a
+Transformer then stalls there instead of learning the lookup.) Zoology's power-law gap placement (queries
 cluster near the context, P(gap g) ~ g^(a-1)) is the default; `uniform` spreads them evenly.
+
+Training on a mixture of difficulties, as Zoology does: `train_pairs` (e.g. "2,4,8") draws each training
+example's number of pairs from that list, at the same length; evaluation uses `pairs`. Easy examples let a model
+discover the lookup, which then carries over to the harder ones.
 
 The metric `recall/mqar` is the argmax accuracy on query positions, `val/loss` the cross-entropy there; the
 `ladder` option adds `recall/mqar@{seq_len}x{pairs}` for harder settings scored with the same model (Zoology
@@ -67,12 +74,14 @@ class MultiQueryRecall(Task):
         Option("power_a", float, 0.01, "power-law exponent a of P(gap g) ~ g^(a-1) (gap=power)", low=1e-4, high=1.0),
         Option("eval_examples", int, 512, "examples in the fixed evaluation set (per setting)", low=1, high=1 << 20),
         Option("ladder", str, "", "extra settings scored at evaluation, e.g. '256x16,512x32' (seq_len x pairs)"),
+        Option("train_pairs", str, "", "training mixture of pair counts, e.g. '2,4,8' (empty: `pairs` only)"),
     )
 
     def __init__(self, **opts) -> None:
         super().__init__(**opts)
         self.check_setting(self.seq_len, self.pairs)
         self.settings = self.parse_ladder(self.ladder)
+        self.mixture = self.parse_mixture(self.train_pairs)
         self._eval: dict[tuple[int, int], Batch] = {}
 
     @property
@@ -108,6 +117,16 @@ class MultiQueryRecall(Task):
                 settings.append(setting)
         return settings
 
+    def parse_mixture(self, text: str) -> list[int]:
+        counts = []
+        for item in filter(None, (s.strip() for s in text.split(","))):
+            if not item.isdigit() or int(item) < 1:
+                raise ComponentError(f"option 'train_pairs' of task 'mqar': {item!r} is not a positive pair count; "
+                                     "expected a comma list such as '2,4,8'")
+            self.check_setting(self.seq_len, int(item))
+            counts.append(int(item))
+        return counts or [self.pairs]
+
     # ------------------------------------------------------------------ data
     def metrics(self) -> dict[str, str]:
         out = {"recall/mqar": "maximize", "val/loss": "minimize"}
@@ -140,14 +159,25 @@ class MultiQueryRecall(Task):
         tokens[:, 0:context:2] = keys
         tokens[:, 1:context:2] = values
         where = context + 2 * gaps
-        tokens.scatter_(1, where, keys)
-        tokens.scatter_(1, where + 1, values)
+        tokens.scatter_(1, where, keys)  # the query region holds only the keys (Zoology)
         targets = torch.full_like(tokens, IGNORE)
         targets.scatter_(1, where, values)  # at the query key, predict its value (the next token)
         return Batch(tokens, targets)
 
     def train_batch(self, step: int, batch_size: int, seed: int) -> Batch:
-        return self.examples(batch_size, self.seq_len, self.pairs, generator(seed, step))
+        gen = generator(seed, step)
+        if len(self.mixture) == 1:
+            return self.examples(batch_size, self.seq_len, self.mixture[0], gen)
+        # each example's pair count drawn from the mixture; one sub-batch per count, rows in drawn order
+        draw = torch.randint(len(self.mixture), (batch_size,), generator=gen)
+        tokens = torch.zeros(batch_size, self.seq_len, dtype=torch.long)
+        targets = torch.full_like(tokens, IGNORE)
+        for i, pairs in enumerate(self.mixture):
+            rows = (draw == i).nonzero().flatten()
+            if len(rows):
+                part = self.examples(len(rows), self.seq_len, pairs, gen)
+                tokens[rows], targets[rows] = part.tokens, part.targets
+        return Batch(tokens, targets)
 
     def eval_batch(self, seq_len: int | None = None, pairs: int | None = None) -> Batch:
         """The fixed evaluation set of one setting (the task's own by default), built once and kept in memory.

@@ -88,9 +88,22 @@ def test_mqar_layout(gap):
         assert sorted(row[t] for t in queries) == sorted(keys)  # each key queried exactly once
         for t in queries:
             assert t >= 2 * pairs and (t - 2 * pairs) % 2 == 0
-            assert tgt[t] == paired[row[t]] == row[t + 1]  # target: the paired value, which comes next
-        slots = set(queries) | {t + 1 for t in queries}
-        assert all(row[t] == 0 for t in range(2 * pairs, seq_len) if t not in slots)  # the rest is padding
+            assert tgt[t] == paired[row[t]]  # target: the paired value (the next token)
+        # Zoology's layout: the query region holds only the keys, so a model cannot answer by elimination
+        assert all(row[t] == 0 for t in range(2 * pairs, seq_len) if t not in queries)
+
+
+def test_mqar_training_mixture_draws_pair_counts_from_the_list_and_evaluates_on_pairs():
+    task = MultiQueryRecall(vocab=64, seq_len=64, pairs=8, train_pairs="2, 4,8", eval_examples=8)
+    batch = task.train_batch(0, 64, seed=0)
+    per_row = (batch.targets != IGNORE).sum(1).tolist()
+    assert set(per_row) == {2, 4, 8}  # every count of the mixture occurs in a batch of 64
+    for row, n in zip(batch.tokens.tolist(), per_row):
+        assert all(v >= 32 for v in row[1 : 2 * n : 2]) and row[2 * n] < 32  # n pairs of context, then a key or 0
+    assert torch.equal(batch.tokens, task.train_batch(0, 64, seed=0).tokens)  # deterministic
+    assert ((task.eval_batch().targets != IGNORE).sum(1) == 8).all()
+    with pytest.raises(ComponentError, match="option 'train_pairs' of task 'mqar'"):
+        MultiQueryRecall(seq_len=64, pairs=8, train_pairs="2,x")
 
 
 def test_mqar_power_law_gaps_put_queries_nearer_the_context_than_uniform():
