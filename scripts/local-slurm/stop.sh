@@ -15,20 +15,7 @@ log() { echo "[local-slurm] $*" >&2; }
 CONF="$DIR/etc/slurm.conf"
 export SLURM_CONF="$CONF"
 
-alive() {
-  # A zombie counts as dead: PID 1 here (not an init system) reaps orphans only every ~2 s.
-  local pid
-  [ -s "$1" ] || return 1
-  pid="$(cat "$1" 2>/dev/null)" || return 1
-  [ -n "$pid" ] || return 1
-  pid_is "$pid" "$2"
-}
-pid_is() { # pid_is PID COMM: PID is a live (non-zombie) process named COMM
-  local st
-  st="$(ps -o stat=,comm= -p "$1" 2>/dev/null)" || return 1
-  case "$st" in Z*) return 1 ;; esac
-  [ "${st##* }" = "$2" ]
-}
+. "$(dirname "${BASH_SOURCE[0]}")/pids.sh"  # alive, pid_is
 
 # stop_group PIDFILE:COMM...: SIGTERM every listed daemon that is alive (by pid, after
 # checking its name), wait up to 20 s for all of them, then SIGKILL any that remain.
