@@ -29,6 +29,8 @@ def main() -> None:
     p.add_argument("task", choices=("lm", "mqar"))
     p.add_argument("--steps", type=int, default=None, help="training steps per preset (lm 200, mqar 600)")
     p.add_argument("--presets", help="comma list (default: every memory preset + transformer for lm; five for mqar)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra overrides for every run, e.g. --set train.batch_size=64 --set task.train_pairs=2,4,8")
     args = p.parse_args()
 
     from components.models import list_presets, resolve_spec
@@ -52,7 +54,7 @@ def main() -> None:
             heads = [] if name in ("transformer", "swa_transformer") else ["model.memory.heads=2"]
             config, _ = compose("train", [f"model={name}", f"task={args.task}", *SIZE, *heads, *task,
                                           f"train.steps={steps}", f"train.eval_every={steps}", "train.progress=false",
-                                          f"train.warmup={max(1, steps // 20)}"])
+                                          f"train.warmup={max(1, steps // 20)}", *args.set])
             t = time.perf_counter()
             result = run_training(config, Path(tmp) / name, preset=name, tracker=tracker)
             rows.append((name, result.metrics, time.perf_counter() - t))
@@ -62,8 +64,9 @@ def main() -> None:
             from sweeps.tasks import TASKS
 
             info = TASKS.create("lm", seq_len=128).data_info()
+    extra = "".join(f" --set {o}" for o in args.set)
     print(f"{args.task}, {steps} steps each, dim 64, 2 layers (command: python benchmarks/task_evidence.py {args.task} "
-          f"--steps {steps})")
+          f"--steps {steps}{extra})")
     if args.task == "lm":
         print(f"unigram entropy of the corpus: {info['data/unigram_bpb']:.3f} bits/byte")
         print(f"{'preset':<18}{'val/bpb':>9}{'< unigram':>11}{'params':>10}{'tok/s':>9}")
