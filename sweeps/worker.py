@@ -74,8 +74,10 @@ def worker_id(index: int) -> str:
 
 
 def granted_threads(ctx: dict[str, Any]) -> int:
-    """Torch threads = the CPUs SLURM granted this task, else what the launcher planned."""
-    return int(os.environ.get("SLURM_CPUS_PER_TASK") or 0) or int(ctx["threads"])
+    """Torch threads = the CPUs SLURM granted this array task, else what the launcher planned (local workers
+    inside an allocation share its CPUs, so they keep their planned share)."""
+    granted = os.environ.get("SLURM_CPUS_PER_TASK") if ctx["launcher"].get("name") == "slurm" else None
+    return int(granted or 0) or int(ctx["threads"])
 
 
 def run_worker(ctx: dict[str, Any], index: int = 0) -> int:
