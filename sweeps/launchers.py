@@ -35,9 +35,8 @@ def validate(launcher: dict[str, Any]) -> None:
             raise ComponentError(f"launcher.{key}: unknown key for launcher '{name}'{closest(key, sorted(KEYS[name]))}; "
                                  f"allowed keys: {', '.join(sorted(KEYS[name]))}")
     if name == "slurm":
-        for key in ("setup",):
-            if not isinstance(launcher.get(key) or [], list):
-                raise ComponentError(f"launcher.{key} must be a list of shell lines, got {launcher[key]!r}")
+        if not isinstance(launcher.get("setup") or [], list):
+            raise ComponentError(f"launcher.setup must be a list of shell lines, got {launcher['setup']!r}")
         if not isinstance(launcher.get("additional_parameters") or {}, dict):
             raise ComponentError("launcher.additional_parameters must be a mapping of sbatch options, "
                                  f"got {launcher['additional_parameters']!r}")

@@ -34,10 +34,10 @@ def rows(study: optuna.Study, metrics: list[str], top: int = 10) -> list[dict]:
 
 def counts(study: optuna.Study) -> dict[str, int]:
     """Trials by state; a failed trial that was retried (preempted, cancelled, lost) is `retried`, not `fail`."""
-    from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
+    from .study import retried_numbers
 
     trials = study.get_trials(deepcopy=False)
-    retried = {Retry.retried_trial_number(t) for t in trials} - {None}
+    retried = retried_numbers(trials)
     result = {s.name.lower(): 0 for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING,
                                           TrialState.WAITING)}
     result["retried"] = 0

@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
 from optuna.trial import TrialState
 
 from .launchers import JOBS_FILE
 from .report import counts
-from .study import counted_trials, open_storage
+from .study import counted_trials, open_storage, retried_numbers
 
 SACCT_FIELDS = ("JobID", "State", "Elapsed", "NodeList", "ExitCode")
 
@@ -43,7 +42,7 @@ def sacct(job_ids: list[str]) -> dict[str, dict[str, str]]:
 def collect(ctx: dict[str, Any]) -> dict[str, Any]:
     study = optuna.load_study(study_name=ctx["study_name"], storage=open_storage(ctx["storage"]))
     trials = study.get_trials(deepcopy=False)
-    retried = {Retry.retried_trial_number(t) for t in trials} - {None}
+    retried = retried_numbers(trials)
     states = counts(study)
     running = [{"trial": t.number, "architecture": t.user_attrs.get("architecture", "?"),
                 "worker": t.user_attrs.get("worker", "?"),

@@ -93,12 +93,16 @@ def create_study(url: str, name: str, directions: list[str]) -> None:
                              "use a new sweep directory or study name")
 
 
+def retried_numbers(trials: list[FrozenTrial]) -> set[int]:
+    """Numbers of the trials a retry stands for (preempted, cancelled or lost workers' trials)."""
+    return {n for n in (RetryHeartbeatStaleTrialCallback.retried_trial_number(t) for t in trials) if n is not None}
+
+
 def counted_trials(study: optuna.Study) -> int:
     """Trials that count towards the sweep's total: finished (complete, pruned, failed) or running, where a
     failed trial that was retried counts once (its retry stands for it)."""
     trials = study.get_trials(deepcopy=False)
-    retried = {RetryHeartbeatStaleTrialCallback.retried_trial_number(t) for t in trials}
-    retried.discard(None)
+    retried = retried_numbers(trials)
     states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
     return sum(1 for t in trials if t.state in states and t.number not in retried)
 

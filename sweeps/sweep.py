@@ -145,7 +145,7 @@ def finish(space, ctx: dict[str, Any]) -> list[dict]:
     tag_best(study, tracker.client)
     from .plots import log_plots
 
-    log_plots(study, [o.metric for o in space.objectives], tracker)
+    log_plots(study, metrics, tracker)
     c = counts(study)
     tracker.log_metrics({f"trials/{k}": v for k, v in c.items()}, counted_trials(study), flush=True)
     if counted_trials(study) >= ctx["n_trials"] and c["running"] == 0:

@@ -148,5 +148,5 @@ def refresh_parent(study: optuna.Study, space, ctx: dict[str, Any], parent) -> N
     if not stamp.exists() or time.time() - stamp.stat().st_mtime > PLOT_EVERY_S:
         from .plots import log_plots
 
-        log_plots(study, [o.metric for o in space.objectives], parent)
+        log_plots(study, metrics, parent)
         stamp.touch()
