@@ -1,4 +1,5 @@
-"""Causal softmax self-attention (full or sliding-window) with RoPE and a KV cache for streaming."""
+"""Causal softmax self-attention (full or sliding-window) with RoPE, an optional short convolution on q/k/v,
+and a KV cache for streaming."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
+
+from .conv import ShortConv
 
 
 def _rotate_half(x: Tensor) -> Tensor:
@@ -68,21 +71,25 @@ class KVCache:
     offset: int
     prefix_k: Tensor | None = None  # keys/values of always-visible prefix tokens (Titans' persistent memory)
     prefix_v: Tensor | None = None
+    conv: Tensor | None = None  # (batch, conv_size - 1, 3 * inner): the short convolution's last inputs
 
     def detach(self) -> "KVCache":
         """Cut the graph here (truncated BPTT); values are kept."""
         d = lambda t: None if t is None else t.detach()  # noqa: E731
-        return KVCache(self.k.detach(), self.v.detach(), self.offset, d(self.prefix_k), d(self.prefix_v))
+        return KVCache(self.k.detach(), self.v.detach(), self.offset, d(self.prefix_k), d(self.prefix_v), d(self.conv))
 
 
 class CausalSelfAttention(nn.Module):
     """Multi-head causal softmax attention.
 
     window=None: full causal attention. window=w: query at position i sees keys i-w+1 .. i.
+    conv_size=c > 0: a depthwise causal convolution of c taps over the projected q, k and v (as the memory
+    layers have, and Zoology's MQAR models): each query, key and value then also carries its c - 1
+    predecessors, so matching "the token after key x" needs no previous-token head learned through RoPE.
     """
 
     def __init__(self, dim: int, heads: int, head_dim: int | None = None, window: int | None = None,
-                 rope: bool = True, rope_base: float = 10000.0, bias: bool = False) -> None:
+                 rope: bool = True, rope_base: float = 10000.0, bias: bool = False, conv_size: int = 0) -> None:
         super().__init__()
         if head_dim is None:
             if dim % heads:
@@ -95,6 +102,9 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * self.inner, bias=bias)
         self.out = nn.Linear(self.inner, dim, bias=bias)
         self.rope = RotaryEmbedding(head_dim, rope_base) if rope else None
+        if conv_size < 0:
+            raise ValueError(f"conv_size must be >= 0, got {conv_size}")
+        self.conv = ShortConv(3 * self.inner, conv_size) if conv_size > 0 else None
 
     def _mask(self, n_q: int, n_k: int, device: torch.device) -> Tensor:
         """Boolean (n_q, n_k), True = attend; the queries are the last n_q of the n_k positions."""
@@ -121,7 +131,11 @@ class CausalSelfAttention(nn.Module):
             _, pk, pv = rearrange(self.qkv(prefix), "b t (three h d) -> three b h t d", three=3, h=self.heads)
         elif state is not None:
             pk, pv = state.prefix_k, state.prefix_v
-        q, k, v = rearrange(self.qkv(x), "b t (three h d) -> three b h t d", three=3, h=self.heads)
+        qkv, conv = self.qkv(x), None
+        if self.conv is not None:  # prefix tokens have no position, so they skip the convolution
+            qkv, conv = self.conv(qkv, None if state is None else state.conv)
+            qkv = qkv.contiguous()  # the conv's output is channel-strided; SDPA's fused kernels need unit stride
+        q, k, v = rearrange(qkv, "b t (three h d) -> three b h t d", three=3, h=self.heads)
         offset = 0 if state is None else state.offset
         if self.rope is not None:
             q, k = self.rope(q, offset), self.rope(k, offset)
@@ -144,7 +158,7 @@ class CausalSelfAttention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=_additive(self._mask(n_q, n_k, x.device), q.dtype))
 
         keep = n_k if self.window is None else min(n_k, self.window - 1)
-        new_state = KVCache(k[:, :, n_k - keep:], v[:, :, n_k - keep:], offset + n_q, pk, pv)
+        new_state = KVCache(k[:, :, n_k - keep:], v[:, :, n_k - keep:], offset + n_q, pk, pv, conv)
         return self.out(rearrange(y, "b h t d -> b t (h d)")), new_state
 
     def _blocked_window(self, q: Tensor, k: Tensor, v: Tensor, pk: Tensor | None, pv: Tensor | None) -> Tensor:
@@ -179,8 +193,10 @@ class CausalSelfAttention(nn.Module):
         return seq_len if self.window is None else min(seq_len, self.window - 1)
 
     def state_numel(self, seq_len: int) -> int:
-        """Numbers held per sequence after seq_len tokens: 2 (k and v) * heads * head_dim * cache_len."""
-        return 2 * self.heads * self.head_dim * self.cache_len(seq_len)
+        """Numbers held per sequence after seq_len tokens: 2 (k and v) * heads * head_dim * cache_len, plus the
+        convolution's last inputs."""
+        conv = 0 if self.conv is None else self.conv.state_numel()
+        return 2 * self.heads * self.head_dim * self.cache_len(seq_len) + conv
 
     def flops_per_token(self, seq_len: int) -> int:
         """Forward FLOPs per token averaged over a sequence of seq_len tokens (multiply-add = 2).
@@ -188,6 +204,7 @@ class CausalSelfAttention(nn.Module):
         projections: 2*dim*3*inner (qkv) + 2*inner*dim (out), with inner = heads * head_dim
         attention:   2*2*heads*head_dim*K, scores q.k and the weighted sum of v, where K is the mean
                      number of keys a query sees: mean over i = 1..L of min(i, window) (full: (L+1)/2)
+        convolution: 2*conv_size per q/k/v channel when there is one
         Softmax, RoPE and masking are not counted.
         """
         if seq_len < 1:
@@ -195,4 +212,5 @@ class CausalSelfAttention(nn.Module):
         w = seq_len if self.window is None else min(self.window, seq_len)
         total_keys = w * (w + 1) // 2 + (seq_len - w) * w  # sum_i min(i, w)
         proj = 2 * self.dim * 3 * self.inner + 2 * self.inner * self.dim
-        return proj + round(4 * self.heads * self.head_dim * total_keys / seq_len)
+        conv = 0 if self.conv is None else self.conv.flops_per_token()
+        return proj + conv + round(4 * self.heads * self.head_dim * total_keys / seq_len)

@@ -36,7 +36,8 @@ def build_mixer(kind: str, spec: ArchitectureSpec) -> nn.Module:
         return MemoryLayer(spec.dim, spec.memory.rule(), **kw)
 
     def attention(window: int) -> CausalSelfAttention:
-        return CausalSelfAttention(spec.dim, spec.attention.heads, window=window or None, rope_base=spec.attention.rope_base)
+        return CausalSelfAttention(spec.dim, spec.attention.heads, window=window or None,
+                                   rope_base=spec.attention.rope_base, conv_size=spec.attention.conv_size)
 
     if kind == "memory":
         # MAL prepends its persistent tokens to the memory layer's input

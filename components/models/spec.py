@@ -2,7 +2,7 @@
 
     {dim, layers, vocab_size, mlp_hidden, backbone: {name, **options},
      memory: {structure, bias, retention, algorithm (each {name, **options}), heads, chunk_size, ...} | None,
-     attention: {heads, rope_base}}
+     attention: {heads, rope_base, conv_size}}
 
 `from_dict` validates every key (unknown keys are named with the closest valid one) and fills every
 component's defaults, so `to_dict` is complete and two specs of the same model compare and hash equal.
@@ -77,6 +77,7 @@ class MemorySpec:
 class AttentionSpec:
     heads: int = 4
     rope_base: float = 10000.0
+    conv_size: int = 0  # taps of a short causal convolution over q/k/v (0: none)
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,8 @@ class ArchitectureSpec:
             self.memory.rule().check_dims(head_dim, head_dim)
         if self.backbone_component().needs_attention and self.dim % self.attention.heads:
             raise ComponentError(f"{where}.attention.heads: dim {self.dim} is not divisible by {self.attention.heads} heads")
+        if self.attention.conv_size < 0:
+            raise ComponentError(f"{where}.attention.conv_size must be >= 0 (0: no convolution), got {self.attention.conv_size}")
 
     def backbone_component(self) -> Backbone:
         opts = dict(self.backbone)

@@ -43,16 +43,19 @@ def test_titans_params_and_state_by_hand():
     assert c.state == L * (H * 2 * mlp_memory + 3 * 3 * D)  # weights + momentum, conv inputs
 
 
+@pytest.mark.parametrize("conv", [0, 4])  # the preset's short convolution over q/k/v, and none
 @pytest.mark.parametrize("window", [0, 16])
-def test_transformer_flops_and_state_by_hand(window):
-    model = build_model("transformer", SMALL + [f"backbone.window={window}"])
+def test_transformer_flops_and_state_by_hand(window, conv):
+    model = build_model("transformer", SMALL + [f"backbone.window={window}", f"attention.conv_size={conv}"])
     T = 64
     w = window or T
     pairs = sum(min(i + 1, w) for i in range(T))  # keys each query attends to
-    per_token = L * (2 * D * 3 * D + 2 * D * D + 4 * D * pairs / T + 6 * D * SWIGLU_HIDDEN) + 2 * D * V
+    conv_flops = 2 * conv * 3 * D  # one multiply-add per tap and q/k/v channel
+    per_token = L * (2 * D * 3 * D + conv_flops + 2 * D * D + 4 * D * pairs / T + 6 * D * SWIGLU_HIDDEN) + 2 * D * V
     c = cost(model, T)
     assert c.flops_per_token == pytest.approx(per_token)
-    assert c.state == L * 2 * D * (min(T, w - 1) if window else T)
+    conv_state = max(conv - 1, 0) * 3 * D  # the last conv - 1 inputs of q, k, v
+    assert c.state == L * (2 * D * (min(T, w - 1) if window else T) + conv_state)
 
 
 @pytest.mark.parametrize("preset", list_presets())
@@ -64,6 +67,6 @@ def test_declared_state_equals_the_tensors_a_forward_returns(preset):
 
 
 def test_memory_models_state_is_constant_attention_grows():
-    titans, transformer = build_model("titans", SMALL), build_model("transformer", SMALL)
+    titans, transformer = build_model("titans", SMALL), build_model("transformer", SMALL + ["attention.conv_size=0"])
     assert cost(titans, 512).state == cost(titans, 2048).state
     assert cost(transformer, 2048).state == 4 * cost(transformer, 512).state

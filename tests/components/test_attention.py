@@ -12,9 +12,16 @@ B, T, DIM, HEADS = 2, 11, 16, 2
 WINDOWS = [None, 4]
 
 
-def _layer(window: int | None, rope: bool = True, bias: bool = False, seed: int = 0) -> CausalSelfAttention:
+CONVS = [0, 3]
+
+
+def _layer(window: int | None, rope: bool = True, bias: bool = False, seed: int = 0, conv: int = 0) -> CausalSelfAttention:
     torch.manual_seed(seed)
-    return CausalSelfAttention(DIM, HEADS, window=window, rope=rope, bias=bias).double()
+    layer = CausalSelfAttention(DIM, HEADS, window=window, rope=rope, bias=bias, conv_size=conv).double()
+    if layer.conv is not None:  # random taps: the near-identity init would hide a wrong tap order
+        with torch.no_grad():
+            layer.conv.conv.weight.normal_()
+    return layer
 
 
 def _x(t: int = T, seed: int = 1) -> torch.Tensor:
@@ -35,6 +42,10 @@ def _attention_ref(layer: CausalSelfAttention, x: torch.Tensor) -> torch.Tensor:
     b, t, _ = x.shape
     h, d = layer.heads, layer.head_dim
     qkv = x @ layer.qkv.weight.T + (layer.qkv.bias if layer.qkv.bias is not None else 0)
+    if layer.conv is not None:  # y_t = sum_i w[c, kernel - 1 - i] * x_{t - i}, zeros before the start
+        w = layer.conv.conv.weight[:, 0]  # (channels, kernel)
+        kernel = w.shape[1]
+        qkv = sum(w[:, kernel - 1 - i] * torch.nn.functional.pad(qkv, (0, 0, i, 0))[:, :t] for i in range(kernel))
     q, k, v = qkv.view(b, t, 3, h, d).permute(2, 0, 3, 1, 4)  # each (b, h, t, d)
     if layer.rope is not None:
         q, k = _rope_ref(q), _rope_ref(k)
@@ -57,17 +68,19 @@ def test_rope_matches_reference_and_offset():
     assert rope(x.float(), 3).dtype == torch.float32
 
 
+@pytest.mark.parametrize("conv", CONVS)
 @pytest.mark.parametrize("window", WINDOWS + [1])
 @pytest.mark.parametrize("rope,bias", [(True, False), (False, True)])
-def test_matches_naive_reference(window, rope, bias):
-    layer, x = _layer(window, rope, bias), _x()
+def test_matches_naive_reference(window, rope, bias, conv):
+    layer, x = _layer(window, rope, bias, conv=conv), _x()
     y, _ = layer(x)
     torch.testing.assert_close(y, _attention_ref(layer, x), rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("conv", CONVS)
 @pytest.mark.parametrize("window", WINDOWS)
-def test_causal(window):
-    layer, x = _layer(window), _x()
+def test_causal(window, conv):
+    layer, x = _layer(window, conv=conv), _x()
     y, _ = layer(x)
     for s in (3, 7):
         x2 = x.clone()
@@ -75,15 +88,16 @@ def test_causal(window):
         y2, _ = layer(x2)
         torch.testing.assert_close(y2[:, :s], y[:, :s], rtol=0, atol=0)  # earlier outputs untouched
         assert (y2[:, s] - y[:, s]).abs().max() > 1e-6  # sanity: the perturbation is visible
-        if window is not None:
-            # positions s + window and later no longer see token s
+        if window is not None and not conv:
+            # positions s + window and later no longer see token s (with a convolution: s + window + conv - 1)
             torch.testing.assert_close(y2[:, s + window:], y[:, s + window:], rtol=0, atol=1e-12)
             assert (y2[:, s + window - 1] - y[:, s + window - 1]).abs().max() > 1e-6
 
 
+@pytest.mark.parametrize("conv", CONVS)
 @pytest.mark.parametrize("window", WINDOWS + [1])
-def test_streaming_in_pieces_equals_one_pass(window):
-    layer, x = _layer(window), _x(t=16)
+def test_streaming_in_pieces_equals_one_pass(window, conv):
+    layer, x = _layer(window, conv=conv), _x(t=16)
     full, _ = layer(x)
     state, outs, seen = None, [], 0
     for n in (1, 3, 2, 5, 1, 4):
@@ -103,6 +117,10 @@ def test_state_numel_full_vs_window():
     assert win.state_numel(2) == per_token * 2
     _, state = win(_x())
     assert (state.k.numel() + state.v.numel()) // B == win.state_numel(T)
+    conv = _layer(4, conv=3)
+    assert conv.state_numel(100) == per_token * 3 + 2 * 3 * DIM  # plus kernel - 1 inputs of q, k and v
+    _, state = conv(_x())
+    assert (state.k.numel() + state.v.numel() + state.conv.numel()) // B == conv.state_numel(T)
 
 
 def test_flops_per_token():
@@ -112,6 +130,7 @@ def test_flops_per_token():
     assert full.flops_per_token(9) == proj + 4 * DIM * 5  # mean keys (L + 1) / 2
     assert win.flops_per_token(4) == full.flops_per_token(4)
     assert win.flops_per_token(10_000) == pytest.approx(proj + 4 * DIM * 4, rel=1e-3)
+    assert _layer(None, conv=3).flops_per_token(9) == full.flops_per_token(9) + 2 * 3 * 3 * DIM
 
 
 def test_swiglu_hidden_rounding_and_shapes():
@@ -126,10 +145,11 @@ def test_swiglu_hidden_rounding_and_shapes():
     assert ff.flops_per_token() == 6 * 64 * 176
 
 
+@pytest.mark.parametrize("conv", CONVS)
 @pytest.mark.parametrize("window", WINDOWS)
-def test_gradients_flow(window):
+def test_gradients_flow(window, conv):
     torch.manual_seed(0)
-    attn, ff = CausalSelfAttention(DIM, HEADS, window=window), SwiGLU(DIM)
+    attn, ff = CausalSelfAttention(DIM, HEADS, window=window, conv_size=conv), SwiGLU(DIM)
     x = torch.randn(B, T, DIM, requires_grad=True)
     y, _ = attn(x)
     ff(y).square().mean().backward()

@@ -155,15 +155,16 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def test_mqar_training_a_small_transformer_improves_recall(one_thread):
-    """40 AdamW steps lift recall well above 1/128, the best any predictor that ignores the context can do
-    (values are uniform over 128 tokens), so the model must be reading the context."""
+def test_mqar_the_transformer_preset_learns_the_lookup(one_thread):
+    """150 AdamW steps take the transformer preset (RoPE attention with a short convolution over q/k/v) from
+    chance to near-perfect recall: the model must read which value followed the queried key in the context.
+    (Without the convolution this small model was still below 0.25 at step 200; benchmarks/mqar_probe.py.)"""
     torch.manual_seed(0)
     task = MultiQueryRecall(pairs=4, seq_len=32, eval_examples=256)
     model = build_model("transformer", ["dim=32", "layers=2", "attention.heads=2", "vocab_size=256"])
     before = task.evaluate(model, batch_size=256)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    for step in range(40):
+    for step in range(150):
         batch = task.train_batch(step, 32, seed=0)
         logits, _ = model(batch.tokens)
         loss = nn.functional.cross_entropy(logits.flatten(0, 1), batch.targets.flatten(), ignore_index=IGNORE)
@@ -171,8 +172,9 @@ def test_mqar_training_a_small_transformer_improves_recall(one_thread):
         loss.backward()
         opt.step()
     after = task.evaluate(model, batch_size=256)
-    assert after["val/loss"] < before["val/loss"] - 0.5
-    assert after["recall/mqar"] > max(before["recall/mqar"], 1 / 128) + 0.02
+    assert before["recall/mqar"] < 0.1  # chance among 128 values, or a value of the context: at most 1/4
+    assert after["recall/mqar"] >= 0.9
+    assert after["val/loss"] < 0.5
 
 
 # ---------------------------------------------------------------------------------------------------- NIAH
