@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from sweeps.train import NonFiniteLoss, TrainConfig
+from sweeps.train import NonFiniteLoss
 from sweeps.train.run import run_training
 from sweeps.tracking import Tracker
 
