@@ -221,14 +221,42 @@ def segment_length(checkpoint: int | str | None, n_chunks: int) -> int:
     return math.isqrt(n_chunks - 1) + 1 if checkpoint == "auto" else int(checkpoint)
 
 
+_COMPILED: dict[type, object] = {}
+
+
+def compilable(rule) -> bool:
+    """Whether memory_scan(compile=True) applies: the stack and exact paths, not the generic torch.func one."""
+    return isinstance(rule.structure, StackMemory) or exact_parallel_supported(rule)
+
+
+def compiled_step(step: _Step):
+    """The step's __call__ through torch.compile, built once per step class. dynamic=False: every full chunk has the
+    same shapes, so a sequence costs one compile per distinct chunk length; the graph fuses the chunk's elementwise
+    work (decay scalings, activations and their derivatives, coefficient math) around the matmuls."""
+    call = _COMPILED.get(type(step))
+    if call is None:
+        import torch._dynamo
+
+        # Each rule, chunk length and grad mode is its own graph of this one function: a sweep worker meets many,
+        # and past dynamo's default of 8 it would fall back to eager without a word.
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 128)
+        call = _COMPILED[type(step)] = torch.compile(type(step).__call__, dynamic=False)
+    return lambda st, inp, chunk_size: call(step, st, inp, chunk_size)
+
+
 def chunked_scan(rule, state: MemoryState, inputs: StepInputs, chunk_size: int, read_after: bool, path: str = "auto",
-                 checkpoint: int | str | None = None):
+                 checkpoint: int | str | None = None, compile: bool = False):
     if path == "auto":
         path = "stack" if isinstance(rule.structure, StackMemory) else "func"
     if checkpoint and path == "func":
         raise ComponentError(f"checkpoint: rule {rule.name} runs on the torch.func path (a memory that is not a stack "
                              "of linear layers), which cannot run under activation checkpointing; use checkpoint=null")
+    if compile and path == "func":
+        raise ComponentError(f"compile: rule {rule.name} runs on the torch.func path (a memory that is not a stack of "
+                             "linear layers), which is not compiled; use compile=false")
     step = {"stack": StackStep, "func": FuncStep, "exact": ExactStep}[path](rule, read_after)
+    if compile:
+        step = compiled_step(step)
     T = inputs.k.shape[1]
     first = min(chunk_size - state.offset, T)
     sizes = [first] + [chunk_size] * ((T - first) // chunk_size)

@@ -40,7 +40,7 @@ class MemoryLayer(nn.Module):
     def __init__(self, dim: int, rule: MemoryRule | dict, heads: int = 1, head_dim: int | None = None,
                  chunk_size: int = 64, read: str = "after", max_lr: float = 1.0, exact: bool | None = None,
                  conv_size: int = 4, output: str = "gated", gate_projection: str = "linear", gate_rank: int = 16,
-                 persistent_tokens: int = 0, checkpoint: int | str | None = None) -> None:
+                 persistent_tokens: int = 0, checkpoint: int | str | None = None, compile: bool = False) -> None:
         super().__init__()
         if output not in OUTPUTS:
             raise ComponentError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
@@ -49,6 +49,7 @@ class MemoryLayer(nn.Module):
         self.head_dim = head_dim or dim // heads
         self.chunk_size, self.read, self.exact, self.output = chunk_size, read, exact, output
         self.checkpoint = checkpoint  # memory_scan's activation checkpointing (memory for compute in training)
+        self.compile = compile  # memory_scan's torch.compile of each chunk step (execution only, like checkpoint)
         self.rule.check_dims(self.head_dim, self.head_dim)
         self.steps = self.rule.algorithm.steps_per_token()
         inner = self.inner = heads * self.head_dim
@@ -92,6 +93,7 @@ class MemoryLayer(nn.Module):
         k, v = rearrange(kv, "b t (two s h d) -> two (b h) (t s) d", two=2, h=self.heads, s=self.steps)
         k = F.normalize(k, dim=-1)
         opts = {"chunk_size": self.chunk_size, "read": self.read, "exact": self.exact, "checkpoint": self.checkpoint,
+                "compile": self.compile,
                 **engine}
         memory = self.initial_memory(b) if state is None else state.memory
         y, memory = memory_scan(self.rule, k, v, q, self.make_gates(x), memory, **opts)

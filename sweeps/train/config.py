@@ -28,6 +28,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # torch CPU threads; 0 = the cores this process may use
     progress: bool = True
+    compile: bool = False  # torch.compile every memory layer's chunk step (stack and exact paths)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None, where: str = "train") -> "TrainConfig":

@@ -13,6 +13,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from components.engine.chunked import compilable
+from components.layers import MemoryLayer
 from components.models import ArchitectureSpec, LanguageModel
 
 from ..tasks import IGNORE, Task
@@ -60,6 +62,18 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
 
 
+def compile_memory_layers(model: torch.nn.Module) -> int:
+    """Sets compile=True on every memory layer whose rule runs on a compilable path; returns how many.
+    A rule on the generic torch.func path stays eager (it is not compiled), with a note saying so."""
+    layers = [m for m in model.modules() if isinstance(m, MemoryLayer)]
+    for layer in layers:
+        layer.compile = compilable(layer.rule)
+    eager = sorted({layer.rule.name for layer in layers if not layer.compile})
+    if eager:
+        print(f"train.compile: rule {', '.join(eager)} runs on the torch.func path and stays eager", flush=True)
+    return sum(layer.compile for layer in layers)
+
+
 def train(spec: ArchitectureSpec, task: Task, cfg: TrainConfig, out_dir: Path, tracker=None,
           on_eval: EvalCallback | None = None) -> TrainResult:
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -67,6 +81,8 @@ def train(spec: ArchitectureSpec, task: Task, cfg: TrainConfig, out_dir: Path, t
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     model = LanguageModel(spec).to(device)
+    if cfg.compile:
+        compile_memory_layers(model)
     opt = make_optimizer(model, cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
     ckpt_path = out_dir / checkpoint.CHECKPOINT

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from components.options import ComponentError
 from sweeps.train import NonFiniteLoss
 from sweeps.train.run import run_training
 from sweeps.tracking import Tracker
@@ -53,6 +54,35 @@ def test_same_seed_same_metrics_on_cpu(tmp_path, mlflow_uri):
     a = run_training(config(steps=6), tmp_path / "a", tracker=Tracker(mlflow_uri, "train-test"))
     b = run_training(config(steps=6), tmp_path / "b", tracker=Tracker(mlflow_uri, "train-test"))
     assert a.metrics["val/loss"] == b.metrics["val/loss"]
+
+
+def test_compiled_memory_layers_train_to_the_eager_metrics(tmp_path, mlflow_uri):
+    """train.compile=true runs every memory layer's chunk step through torch.compile; the run ends with the eager
+    run's metrics up to float rounding (the compiled kernels may sum in another order)."""
+    import torch._dynamo.utils
+
+    eager = run_training(config(steps=4), tmp_path / "eager", tracker=Tracker(mlflow_uri, "train-test"))
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    compiled = run_training(config(steps=4, compile=True), tmp_path / "compiled", tracker=Tracker(mlflow_uri, "train-test"))
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > graphs  # compiled, not silently eager
+    assert compiled.metrics["val/loss"] == pytest.approx(eager.metrics["val/loss"], rel=1e-4)
+    assert compiled.metrics["val/bpb"] == pytest.approx(eager.metrics["val/bpb"], rel=1e-4)
+
+
+def test_train_compile_applies_to_compilable_rules_only(capsys):
+    from components.layers import MemoryLayer
+    from components.models import build_model
+    from sweeps.train import TrainConfig
+    from sweeps.train.loop import compile_memory_layers
+
+    with pytest.raises(ComponentError, match=r"train.compile must be true or false, got 'yes'"):
+        TrainConfig.from_dict({"compile": "yes"})
+    titans = build_model("titans", ["dim=16", "layers=2", "memory.heads=2"])
+    assert compile_memory_layers(titans) == 2
+    assert all(m.compile for m in titans.modules() if isinstance(m, MemoryLayer))
+    swiglu = build_model("deltanet", ["dim=16", "layers=1", "memory.heads=2", "memory.structure=swiglu"])
+    assert compile_memory_layers(swiglu) == 0  # the torch.func path is not compiled, and the run says so
+    assert "swiglu·l2·none·gd runs on the torch.func path and stays eager" in capsys.readouterr().out
 
 
 def test_diverging_run_stops_with_the_reason_and_a_failed_run(tmp_path, mlflow_uri):
