@@ -78,8 +78,9 @@ def _print_card(card: dict) -> None:
             table.add_row(axis, ", ".join(f"{k}={v}" for k, v in spec["memory"][axis].items()))
         layer = {k: v for k, v in spec["memory"].items() if k not in ("structure", "bias", "retention", "algorithm")}
         table.add_row("memory layer", ", ".join(f"{k}={v}" for k, v in layer.items()))
-    table.add_row("sizes", f"dim={spec['dim']}, layers={spec['layers']}, vocab={spec['vocab_size']}, "
-                           f"attention heads={spec['attention']['heads']}")
+    table.add_row("sizes", f"dim={spec['dim']}, layers={spec['layers']}, vocab={spec['vocab_size']}")
+    if spec["backbone"]["name"] != "memory":  # every other backbone has attention layers
+        table.add_row("attention", ", ".join(f"{k}={v}" for k, v in spec["attention"].items()))
     table.add_row("parameters", f"{card['params']:,}")
     for L in CARD_LENGTHS:
         table.add_row(f"state @ {L} tokens", f"{card['state'][str(L)]:,} numbers per sequence")

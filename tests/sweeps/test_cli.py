@@ -51,6 +51,7 @@ def test_model_card_of_a_preset_with_overrides():
     assert "Titans" in card["provenance"]
     table = mirasweep("components", "--model", "transformer")
     assert table.returncode == 0 and "FLOPs/token" in table.stdout
+    assert "conv_size=4" in table.stdout  # the attention row: the preset's short convolution over q/k/v
 
 
 @pytest.mark.parametrize("args, message", [
