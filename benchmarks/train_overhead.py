@@ -4,8 +4,7 @@ checkpoints, the progress bar and evaluation (target: under 5 % of a 60-second r
 The run is a real `run_training` (the code path of `mirasweep train` and of every sweep trial) with a
 SQLite MLflow store in a temporary directory, checkpoints every quarter of the run and --evals evaluations
 (default 1: at the end, what a one-minute run needs; each evaluation of the task's default set is a fixed
-cost, about 1.4 s for the LM task's 64 KiB here, so more of them in a short run raise the share by about
-2 % each). The loop itself times compute (forward + backward + optimiser step) and evaluation.
+cost, 1.4-1.8 s for the LM task's 64 KiB here, so each extra one in a one-minute run adds about 3 %). The loop itself times compute (forward + backward + optimiser step) and evaluation.
 
     python benchmarks/train_overhead.py [--seconds 60] [--model titans] [--task lm] [--evals 1]
 """

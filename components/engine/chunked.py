@@ -224,9 +224,15 @@ def segment_length(checkpoint: int | str | None, n_chunks: int) -> int:
 _COMPILED: dict[type, object] = {}
 
 
+def auto_path(rule) -> str:
+    """The chunked path a rule takes by default: 'stack' for stacks of linear layers, else the generic 'func'."""
+    return "stack" if isinstance(rule.structure, StackMemory) else "func"
+
+
 def compilable(rule) -> bool:
-    """Whether memory_scan(compile=True) applies: the stack and exact paths, not the generic torch.func one."""
-    return isinstance(rule.structure, StackMemory) or exact_parallel_supported(rule)
+    """Whether memory_scan(compile=True) applies: the stack and exact paths, not the generic torch.func one (every
+    rule with an exact form has a linear memory, a stack)."""
+    return auto_path(rule) != "func"
 
 
 def compiled_step(step: _Step):
@@ -247,7 +253,7 @@ def compiled_step(step: _Step):
 def chunked_scan(rule, state: MemoryState, inputs: StepInputs, chunk_size: int, read_after: bool, path: str = "auto",
                  checkpoint: int | str | None = None, compile: bool = False):
     if path == "auto":
-        path = "stack" if isinstance(rule.structure, StackMemory) else "func"
+        path = auto_path(rule)
     if checkpoint and path == "func":
         raise ComponentError(f"checkpoint: rule {rule.name} runs on the torch.func path (a memory that is not a stack "
                              "of linear layers), which cannot run under activation checkpointing; use checkpoint=null")

@@ -93,8 +93,7 @@ class MemoryLayer(nn.Module):
         k, v = rearrange(kv, "b t (two s h d) -> two (b h) (t s) d", two=2, h=self.heads, s=self.steps)
         k = F.normalize(k, dim=-1)
         opts = {"chunk_size": self.chunk_size, "read": self.read, "exact": self.exact, "checkpoint": self.checkpoint,
-                "compile": self.compile,
-                **engine}
+                "compile": self.compile, **engine}
         memory = self.initial_memory(b) if state is None else state.memory
         y, memory = memory_scan(self.rule, k, v, q, self.make_gates(x), memory, **opts)
         out = self._output(y.to(x.dtype), x, b)
