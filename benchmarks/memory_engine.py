@@ -2,7 +2,9 @@
 
 Contenders (forward + backward of loss = y.pow(2).mean()):
   ours-chunked    components.layers.MemoryLayer without short conv and output gate (projections, gates,
-                  engine: what titans-pytorch's NeuralMemory does), chunked engine (path="auto")
+                  engine: what titans-pytorch's NeuralMemory does), chunked engine (path="auto": for this rule
+                  the fused stack step, one autograd node per chunk with a hand-written backward)
+  ours-stack      the same chunked math written in autograd ops (path="stack"): what the fused step replaces
   ours-lean       ours-chunked with activation checkpointing over sqrt(chunks)-chunk segments
                   (MemoryLayer(checkpoint="auto")): less memory for about one more forward of the engine
   ours-compiled   ours-chunked with each chunk step through torch.compile (MemoryLayer(compile=True)): the
@@ -13,9 +15,10 @@ Contenders (forward + backward of loss = y.pow(2).mean()):
 
 Also measured: an fp32 matmul ceiling (GFLOP/s of torch.mm / torch.bmm) and the GFLOP/s our chunked
 engine achieves, counting its matmul FLOPs with torch.utils.flop_counter.FlopCounterMode.
-Peak memory: each contender's fwd+bwd runs in a fresh subprocess (hidden --measure-memory NAME);
-we report peak RSS (VmHWM, i.e. ru_maxrss of this process image, reset just before) minus the RSS
-just before the fwd+bwd.
+Peak memory: each contender runs in a fresh subprocess (hidden --measure-memory NAME): one warm-up fwd+bwd (a
+training step in steady state: the first step of a process also allocates one-time GEMM workspaces and
+library caches, about 36 MiB for ours), the free heap handed back, then one measured fwd+bwd. We report its
+peak RSS (VmHWM, i.e. ru_maxrss of this process image, reset just before) minus the RSS just before it.
 
     python benchmarks/memory_engine.py [--quick] [--reps N]
 """
@@ -39,7 +42,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # so `components` imports without PYTHONPATH
 
 THREADS = 2
-CONTENDERS = ("ours-chunked", "ours-lean", "ours-compiled", "ours-reference", "titans")
+CONTENDERS = ("ours-chunked", "ours-stack", "ours-lean", "ours-compiled", "ours-reference", "titans")
+# glibc hands freed heap back to the OS past its trim threshold and serves big blocks by fresh mmaps: a step that
+# allocates gigabytes of temporaries then page-faults them all in again. Raising both thresholds shows that share.
+TUNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(2 ** 30), "MALLOC_TRIM_THRESHOLD_": str(2 ** 40)}
 TARGETS = {"speed_vs_titans": 5.0, "memory_vs_titans": 0.2, "speed_vs_reference": 30.0, "ceiling": 0.25}
 
 
@@ -88,7 +94,7 @@ def make_contender(name: str, cfg: Config):
         module.compile = True
     seq = cfg.ref_seq if name == "ours-reference" else cfg.seq
     x = torch.randn(cfg.batch, seq, cfg.dim)
-    kwargs = {"path": "reference"} if name == "ours-reference" else {}
+    kwargs = {"path": {"ours-reference": "reference", "ours-stack": "stack"}[name]} if name in ("ours-reference", "ours-stack") else {}
 
     def step():
         module.zero_grad(set_to_none=True)
@@ -135,7 +141,14 @@ def matmul_ceiling(cfg: Config, reps: int = 5) -> dict[str, float]:
 def count_flops(step) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as counter:
+    def accumulate_flops(out, a, b, *args, out_val=None, **kwargs) -> int:
+        return 2 * a.shape[:-1].numel() * a.shape[-1] * b.shape[-1]
+
+    accumulate_flops._get_raw = True
+    aten = torch.ops.aten
+    # FlopCounterMode's registry has the out-of-place products only; the engine accumulates in place.
+    in_place = {aten.baddbmm_: accumulate_flops, aten.addmm_: accumulate_flops}
+    with FlopCounterMode(display=False, custom_mapping=in_place) as counter:
         step()
     return counter.get_total_flops()
 
@@ -180,8 +193,7 @@ def measure_memory(name: str, cfg: Config) -> dict:
     """Runs inside the subprocess: one fwd+bwd after imports, model and input exist."""
     torch.set_num_threads(THREADS)
     _, _, step = make_contender(name, cfg)
-    if name == "ours-compiled":
-        step()  # compiling (and the compiler's own memory) happens here, before the measured step
+    step()  # warm-up: one-time workspaces (and, for ours-compiled, compiling) happen here, not in the measured step
     gc.collect()
     release_free_heap()
     reset_peak_rss()
@@ -191,6 +203,14 @@ def measure_memory(name: str, cfg: Config) -> dict:
     # If an earlier peak (e.g. from imports) was never exceeded, the delta is only a lower bound.
     return {"delta": peak - before, "before": before, "peak": peak, "lower_bound": peak <= peak_before,
             "ru_maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+
+
+def times_in_subprocess(names: list[str], args, env: dict) -> dict[str, float]:
+    """Median fwd+bwd seconds of some contenders in a fresh process with extra environment (e.g. malloc tuning)."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--time-only", ",".join(names), "--reps", str(args.reps),
+           "--warmup", str(args.warmup)] + (["--quick"] if args.quick else [])
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ, **env})
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def memory_in_subprocess(name: str, quick: bool) -> dict:
@@ -215,11 +235,18 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=3, help="timed reps per contender (round-robin)")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--measure-memory", metavar="NAME", choices=CONTENDERS, help=argparse.SUPPRESS)
+    p.add_argument("--time-only", metavar="NAMES", help=argparse.SUPPRESS)
     args = p.parse_args()
     cfg = QUICK if args.quick else Config()
 
     if args.measure_memory:
         print(json.dumps(measure_memory(args.measure_memory, cfg)))
+        return
+    if args.time_only:
+        torch.set_num_threads(THREADS)
+        steps = {name: make_contender(name, cfg)[2] for name in args.time_only.split(",")}
+        times = time_round_robin(steps, args.warmup, args.reps)
+        print(json.dumps({name: statistics.median(ts) for name, ts in times.items()}))
         return
 
     torch.set_num_threads(THREADS)
@@ -240,20 +267,28 @@ def main() -> None:
     print(f"\nFlopCounterMode, ours-chunked, one fwd+bwd: {flops / 1e9:.2f} GFLOP (matmul FLOPs)")
 
     times = time_round_robin({n: c[2] for n, c in contenders.items()}, args.warmup, args.reps)
+    del contenders["titans"]  # its parameters and heap are not needed for the rest
     memory = {name: memory_in_subprocess(name, args.quick) for name in CONTENDERS}
+    tuned = times_in_subprocess(["ours-chunked", "titans"], args, TUNED_MALLOC)
 
     print(f"\nfwd+bwd, {args.warmup} warm-up + {args.reps} timed reps, round-robin:")
     print(f"  {'contender':<16}{'seq':>6}{'median s':>10}{'best s':>9}{'tok/s med':>11}{'tok/s best':>11}"
           f"{'peak MiB':>10}")
     tok_s = {}
     for name, ts in times.items():
-        tokens = cfg.batch * contenders[name][1].shape[1]
+        seq = cfg.ref_seq if name == "ours-reference" else cfg.seq
+        tokens = cfg.batch * seq
         med, best = statistics.median(ts), min(ts)
         tok_s[name] = tokens / med
         lb = " (lower bound)" if memory[name]["lower_bound"] else ""
-        print(f"  {name:<16}{contenders[name][1].shape[1]:>6}{med:>10.3f}{best:>9.3f}{tokens / med:>11.0f}"
+        print(f"  {name:<16}{seq:>6}{med:>10.3f}{best:>9.3f}{tokens / med:>11.0f}"
               f"{tokens / best:>11.0f}{mib(memory[name]['delta']):>10.1f}{lb}")
-    print("  (peak MiB = peak RSS (VmHWM) during one fwd+bwd minus RSS just before it, fresh subprocess each)")
+    print("  (peak MiB = peak RSS (VmHWM) during one fwd+bwd after a warm-up one, minus RSS just before it, fresh "
+          "subprocess each)")
+    print(f"\nwith glibc's mmap and trim thresholds raised ({' '.join(f'{k}={v}' for k, v in TUNED_MALLOC.items())}; "
+          f"fresh process, {args.reps} reps): ours-chunked {tuned['ours-chunked']:.3f} s, titans {tuned['titans']:.3f} s, "
+          f"ours/titans {tuned['titans'] / tuned['ours-chunked']:.2f}x (not a target: titans' default-allocator time "
+          "is mostly page faults)")
 
     achieved = flops / statistics.median(times["ours-chunked"]) / 1e9
     achieved_best = flops / min(times["ours-chunked"]) / 1e9
@@ -261,6 +296,7 @@ def main() -> None:
           f"ceiling {ceiling_gflops:.1f} GFLOP/s (max of the above)")
 
     ratios = [
+        ("fused/stack tokens/s", tok_s["ours-chunked"] / tok_s["ours-stack"], ">=", 1.0),
         ("ours/titans tokens/s", tok_s["ours-chunked"] / tok_s["titans"], ">=", TARGETS["speed_vs_titans"]),
         ("ours/titans peak memory", memory["ours-chunked"]["delta"] / memory["titans"]["delta"], "<=",
          TARGETS["memory_vs_titans"]),

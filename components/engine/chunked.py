@@ -5,7 +5,9 @@ Two paths:
 * stack memories (linear layers + per-token functions): per-token gradients are outer products
   delta_t a_t^T, so chunk sums are one matmul per layer and in-chunk reads use the exact dual form
       z_t = beta_t W a~_t + f_t S a~_t - sum_{j} G[t, j] (a_j . a~_t) delta_j
-  (matmuls plus one masked (n x n) matrix; no weight copy per token or per chunk is stored);
+  (matmuls plus one masked (n x n) matrix; no weight copy per token or per chunk is stored).
+  Written in autograd ops ('stack', also what torch.compile traces) and, for an identity link and per-head
+  gates, as one node per chunk with a hand-written backward ('fused', fused_stack.py: the default there);
 * any other registered module: per-token gradients with torch.func (vmap of vjp) and per-token
   weights inside the chunk. Slower; also an oracle for the stack path in tests.
 """
@@ -23,6 +25,7 @@ from ..options import ComponentError
 from ..optim import StepInputs
 from .coefficients import ChunkCoefficients, chunk_coefficients
 from .fused import decay_update
+from .fused_stack import GradientPool, fused_stack_chunk, fused_supported
 from .ops import dual_read, linear_wt, scale_tokens, scale_weights, scaled_output_grad
 from .state import MemoryState
 
@@ -123,6 +126,25 @@ class StackStep(_Step):
         sums_N = None if mom is None else [_weighted_outer(d, co.N_e, a) for d, a in zip(deltas, cache.inputs)]
         new = self.advance(st, co, sums_G, sums_N, n, chunk_size)
         return self.fix_chunk_end_read(y, new, inp), new
+
+class FusedStep(StackStep):
+    """StackStep's math as one autograd node per chunk (fused_stack.py): chunk-aligned steps of rules with an identity
+    link and per-head gates; anything else (a partial first chunk of a stream, per-channel gates) goes to StackStep."""
+
+    def __init__(self, rule, read_after: bool):
+        super().__init__(rule, read_after)
+        self.pool = GradientPool()
+
+    def __call__(self, st: MemoryState, inp: StepInputs, chunk_size: int):
+        n = inp.k.shape[1]
+        co = self.coefficients(inp.gates, n, inp.k)
+        aligned = st.offset == 0 and all(g is r for g, r in zip(st.grad_at, st.read))
+        if not aligned or co.beta_r.dim() != 2:
+            return super().__call__(st, inp, chunk_size)
+        y, weights, momentum = fused_stack_chunk(self.rule, st.read, st.momentum, inp.k, inp.v, inp.q, inp.gates, co, self.pool)
+        full = n == chunk_size  # a short last chunk keeps its gradient point for the rest of the chunk
+        return y, MemoryState(weights, momentum, weights, weights if full else st.grad_at, 0 if full else n)
+
 
 class FuncStep(_Step):
     """Generic path for any registered module: torch.func per-token gradients and per-token reads."""
@@ -225,7 +247,10 @@ _COMPILED: dict[type, object] = {}
 
 
 def auto_path(rule) -> str:
-    """The chunked path a rule takes by default: 'stack' for stacks of linear layers, else the generic 'func'."""
+    """The chunked path a rule takes by default: 'fused' where it applies, 'stack' for other stacks of linear layers,
+    else the generic 'func'."""
+    if fused_supported(rule):
+        return "fused"
     return "stack" if isinstance(rule.structure, StackMemory) else "func"
 
 
@@ -254,13 +279,21 @@ def chunked_scan(rule, state: MemoryState, inputs: StepInputs, chunk_size: int, 
                  checkpoint: int | str | None = None, compile: bool = False):
     if path == "auto":
         path = auto_path(rule)
+        if compile and path == "fused":  # dynamo compiles the autograd-traced step, not a hand-written backward
+            path = "stack"
+    if path == "fused" and not fused_supported(rule):
+        raise ComponentError(f"path 'fused': rule {rule.name} needs a stack memory, an identity link, per-head gates "
+                             "and the gradient at the weights themselves; use path 'stack' or 'auto'")
+    if compile and path == "fused":
+        raise ComponentError("compile: path 'fused' has a hand-written backward and runs eagerly; use path 'stack' "
+                             "or 'auto' with compile")
     if checkpoint and path == "func":
         raise ComponentError(f"checkpoint: rule {rule.name} runs on the torch.func path (a memory that is not a stack "
                              "of linear layers), which cannot run under activation checkpointing; use checkpoint=null")
     if compile and path == "func":
         raise ComponentError(f"compile: rule {rule.name} runs on the torch.func path (a memory that is not a stack of "
                              "linear layers), which is not compiled; use compile=false")
-    step = {"stack": StackStep, "func": FuncStep, "exact": ExactStep}[path](rule, read_after)
+    step = {"stack": StackStep, "fused": FusedStep, "func": FuncStep, "exact": ExactStep}[path](rule, read_after)
     if compile:
         step = compiled_step(step)
     T = inputs.k.shape[1]

@@ -28,6 +28,12 @@ class Activation:
     fn: Callable[[Tensor], Tensor]
     d1: Callable[[Tensor], Tensor]
     d2: Callable[[Tensor], Tensor]
+    # g * sigma'(z) in one kernel (ATen's own activation backward), where there is one
+    fused_vjp: Callable[[Tensor, Tensor], Tensor] | None = None
+
+    def vjp(self, g: Tensor, z: Tensor) -> Tensor:
+        """g * sigma'(z)."""
+        return self.fused_vjp(g, z) if self.fused_vjp is not None else g * self.d1(z)
 
 
 _SQRT_HALF = 1.0 / math.sqrt(2.0)
@@ -65,10 +71,11 @@ def _tanh_d2(z: Tensor) -> Tensor:
 
 
 ACTIVATIONS: dict[str, Activation] = {
-    "gelu": Activation(F.gelu, _gelu_d1, _gelu_d2),
-    "silu": Activation(F.silu, _silu_d1, _silu_d2),
+    "gelu": Activation(F.gelu, _gelu_d1, _gelu_d2, torch.ops.aten.gelu_backward),
+    "silu": Activation(F.silu, _silu_d1, _silu_d2, torch.ops.aten.silu_backward),
     "tanh": Activation(torch.tanh, _tanh_d1, _tanh_d2),
-    "relu": Activation(F.relu, lambda z: (z > 0).to(z.dtype), torch.zeros_like),
+    "relu": Activation(F.relu, lambda z: (z > 0).to(z.dtype), torch.zeros_like,
+                       lambda g, z: torch.ops.aten.threshold_backward(g, z, 0)),
 }
 
 
@@ -80,12 +87,12 @@ class _ActivationBackward(torch.autograd.Function):
     def forward(ctx, g: Tensor, z: Tensor, act: Activation) -> Tensor:
         ctx.save_for_backward(g, z)
         ctx.act = act
-        return g * act.d1(z)
+        return act.vjp(g, z)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         g, z = ctx.saved_tensors
-        gg = grad * ctx.act.d1(z) if ctx.needs_input_grad[0] else None
+        gg = ctx.act.vjp(grad, z) if ctx.needs_input_grad[0] else None
         gz = grad * g * ctx.act.d2(z) if ctx.needs_input_grad[1] else None
         return gg, gz, None
 

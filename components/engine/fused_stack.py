@@ -1,0 +1,286 @@
+"""The stack path's chunk step as one autograd node with a hand-written backward.
+
+Same math as StackStep (every gradient of the chunk at the chunk-start weights W_l, momentum S_l and decay
+in closed form, exact in-chunk reads in the dual form), for the common case: an identity link, per-head
+gates and the gradient taken at W itself. Per layer l (a_0 = k, b_0 = q, z / zq the key / query
+pre-activations, delta_l the memory's per-token output gradients):
+
+    z_l  = a_l W_l^T,                   a_{l+1} = sigma(z_l)
+    delta_{L-1} = head(z_{L-1}, k, v)   (bias gradient, through x + LN(.) if the stack has it)
+    delta_{l-1} = (delta_l W_l) * sigma'(z_{l-1})
+    zq_l = beta_r * b_l W_l^T + f_r * b_l S_l^T - ((b_l a_l^T) * G_r) delta_l,   b_{l+1} = sigma(zq_l)
+    W_l' = beta_e W_l + f_e S_l - sum_j G_e[j] delta_lj a_lj^T,   S_l' = m_e S_l - sum_j N_e[j] delta_lj a_lj^T
+
+Why by hand: autograd gives each of the four uses of W_l (key pass, delta backprop, read, chunk-end
+update) its own fresh weight-sized gradient and then adds them, plus a weight-sized multiply per gate
+product. Here every weight gradient of a chunk is one scaling of the incoming gradient and one
+matmul over the chunk's tokens stacked (k = 3n instead of three k = n products), and the saved tensors
+are the pre-activations only (activations are recomputed: they are token-sized). The per-token head
+(bias and output norm) is differentiated by autograd on token-sized tensors.
+"""
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from ..memory.stack import ACTIVATIONS, layer_norm, layer_norm_backward
+from .fused import _bdot
+from .ops import scaled_output_grad
+
+
+class GradientPool:
+    """The weight gradients one scan's fused backward handed out, so the previous chunk's backward may update them in
+    place instead of allocating a fresh weight-sized tensor per chunk. Identity through a weak reference: a tensor that
+    is not one of ours (a caller's gradient of the final state, a sum autograd made) is never written to."""
+
+    def __init__(self) -> None:
+        self._refs: dict[int, weakref.ref] = {}
+
+    def give(self, t: Tensor) -> Tensor:
+        self._refs[id(t)] = weakref.ref(t)
+        return t
+
+    def take(self, t: Tensor) -> bool:
+        """True if t is a gradient we handed out (and nobody else holds it as such any more)."""
+        ref = self._refs.pop(id(t), None)
+        return ref is not None and ref() is t
+
+
+@dataclass(frozen=True)
+class _Meta:
+    rule: object
+    gate_names: tuple[str, ...]
+    layers: int
+    momentum: bool
+    pool: GradientPool = field(default_factory=GradientPool)
+
+
+def _head(rule, z_last: Tensor, k: Tensor, v: Tensor, gates: dict[str, Tensor]) -> Tensor:
+    """The last layer's per-token output gradient from its pre-activation (token-sized, autograd-friendly)."""
+    structure = rule.structure
+    yk = k + layer_norm(z_last) if structure.has_residual else z_last
+    g = scaled_output_grad(rule.bias, yk, v, gates)
+    return layer_norm_backward(z_last, g) if structure.has_residual else g
+
+
+def _rows(x: Tensor, coef: Tensor) -> Tensor:
+    """x (N, n, c) scaled by a per-token (N, n) coefficient."""
+    return x * coef.unsqueeze(-1)
+
+
+def _weights(w: Tensor, coef: Tensor) -> Tensor:
+    return w * coef[:, None, None]
+
+
+def _dots(grads: list, states: list[Tensor], N: int, like: Tensor) -> Tensor:
+    """sum_l <grads_l, states_l> per sequence, skipping absent gradients."""
+    out = like.new_zeros(N)
+    for g, x in zip(grads, states):
+        if g is not None:
+            out += _bdot(g, x)
+    return out
+
+
+def _scaled(pool: GradientPool, g: Tensor | None, coef: Tensor) -> Tensor | None:
+    """coef * g, in place if g is a gradient this scan handed out."""
+    if g is None:
+        return None
+    return g.mul_(coef[:, None, None]) if pool.take(g) else _weights(g, coef)
+
+
+def _add_pairs(base: Tensor | None, pairs: list[tuple[Tensor, Tensor]]) -> Tensor:
+    """base + sum_i X_i^T Y_i as one matmul over the stacked tokens."""
+    xs, ys = zip(*pairs)
+    x, y = torch.cat(xs, dim=1).mT, torch.cat(ys, dim=1)
+    return torch.bmm(x, y) if base is None else base.baddbmm_(x, y)
+
+
+class FusedStackChunk(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, meta: _Meta, k, v, q, beta_r, f_r, G_r, beta_e, f_e, G_e, m_e, N_e, *rest):
+        L, G = meta.layers, len(meta.gate_names)
+        gates = dict(zip(meta.gate_names, rest[:G]))
+        W = list(rest[G:G + L])
+        S = list(rest[G + L:]) if meta.momentum else None
+        structure = meta.rule.structure
+        act = ACTIVATIONS[structure.activation_name] if L > 1 else None
+        a, z = [k], []
+        for l in range(L):
+            z.append(a[l] @ W[l].mT)
+            if l < L - 1:
+                a.append(act.fn(z[l]))
+        deltas = [None] * L
+        deltas[-1] = _head(meta.rule, z[-1], k, v, gates)
+        ts = [None] * L
+        for l in range(L - 1, 0, -1):
+            ts[l] = deltas[l] @ W[l]
+            deltas[l - 1] = act.vjp(ts[l], z[l - 1])
+        b, zq = q, []
+        for l in range(L):
+            out = _rows(b, beta_r) @ W[l].mT
+            if S is not None:
+                out.baddbmm_(_rows(b, f_r), S[l].mT)
+            out.baddbmm_((b @ a[l].mT) * G_r, deltas[l], alpha=-1.0)
+            zq.append(out)
+            if l < L - 1:
+                b = act.fn(out)
+        y = q + layer_norm(zq[-1]) if structure.has_residual else zq[-1]
+        new_W, new_S = [], []
+        for l in range(L):
+            w = _weights(W[l], beta_e)
+            if S is not None:
+                w.addcmul_(S[l], f_e[:, None, None])
+            new_W.append(w.baddbmm_(_rows(deltas[l], G_e).mT, a[l], alpha=-1.0))
+            if S is not None:
+                new_S.append(_weights(S[l], m_e).baddbmm_(_rows(deltas[l], N_e).mT, a[l], alpha=-1.0))
+        ctx.meta = meta
+        ctx.set_materialize_grads(False)
+        # delta_l W_l is recomputed in backward (one token-by-weight product) rather than kept: memory is the scarcer
+        ctx.save_for_backward(k, v, q, beta_r, f_r, G_r, beta_e, f_e, G_e, m_e, N_e, *rest, *z, *zq)
+        return (y, *new_W, *new_S)
+
+    @staticmethod
+    def backward(ctx, gy, *g_new):
+        meta: _Meta = ctx.meta
+        L, G = meta.layers, len(meta.gate_names)
+        saved = ctx.saved_tensors
+        k, v, q, beta_r, f_r, G_r, beta_e, f_e, G_e, m_e, N_e = saved[:11]
+        gate_vals = saved[11:11 + G]
+        W = list(saved[11 + G:11 + G + L])
+        nS = L if meta.momentum else 0
+        S = list(saved[11 + G + L:11 + G + L + nS]) if meta.momentum else None
+        rest = saved[11 + G + L + nS:]
+        z, zq = list(rest[:L]), list(rest[L:2 * L])
+        gW_new = list(g_new[:L])
+        gS_new = list(g_new[L:]) if meta.momentum else [None] * L
+        need = ctx.needs_input_grad
+        structure = meta.rule.structure
+        act = ACTIVATIONS[structure.activation_name] if L > 1 else None
+
+        # Recompute the token-sized forward: activations, the head (with a graph), deltas, read inputs.
+        a = [k] + [act.fn(z[l]) for l in range(L - 1)]
+        head_in = [t.detach().requires_grad_(True) for t in (z[-1], k, v, *gate_vals)]
+        with torch.enable_grad():
+            head_out = _head(meta.rule, head_in[0], head_in[1], head_in[2], dict(zip(meta.gate_names, head_in[3:])))
+        deltas, ts = [None] * L, [None] * L
+        deltas[-1] = head_out.detach()
+        for l in range(L - 1, 0, -1):
+            ts[l] = deltas[l] @ W[l]
+            deltas[l - 1] = act.vjp(ts[l], z[l - 1])
+        bs = [q] + [act.fn(zq[l]) for l in range(L - 1)]
+
+        # Chunk-end update: W' = beta_e W + f_e S - sum G_e delta a^T, S' = m_e S - sum N_e delta a^T.
+        # An incoming gradient is None where the new state is unused (the last chunk's, mostly): its terms vanish.
+        N = k.shape[0]
+        gbeta_e = _dots(gW_new, W, N, k) if need[7] else None
+        gf_e = _dots(gW_new, S, N, k) if S is not None and need[8] else None
+        gm_e = _dots(gS_new, S, N, k) if S is not None and need[10] else None
+        gdelta = [torch.zeros_like(d) for d in deltas]
+        ga = [torch.zeros_like(x) for x in a]
+        gG_e = torch.zeros_like(G_e)
+        gN_e = torch.zeros_like(N_e) if S is not None else None
+        for l in range(L):
+            for g_state, coef, g_coef in ((gW_new[l], G_e, gG_e), (gS_new[l] if S is not None else None, N_e, gN_e)):
+                if g_state is None:
+                    continue
+                proj = a[l] @ g_state.mT
+                g_coef -= (proj * deltas[l]).sum(-1)
+                gdelta[l] -= _rows(proj, coef)
+                ga[l].baddbmm_(_rows(deltas[l], coef), g_state, alpha=-1.0)
+
+        # Reads, last layer first. Weight gradients are collected as token pairs (X, Y), summed as X^T Y.
+        w_pairs = [[] for _ in range(L)]
+        s_pairs = [[] for _ in range(L)]
+        if gy is None:
+            gy = torch.zeros_like(zq[-1])
+        gq = gy if structure.has_residual else None
+        gzq = layer_norm_backward(zq[-1], gy) if structure.has_residual else gy
+        gbeta_r = torch.zeros_like(beta_r)
+        gf_r = torch.zeros_like(f_r) if S is not None else None
+        gG_r = torch.zeros_like(G_r)
+        for l in range(L - 1, -1, -1):
+            b = bs[l]
+            gzW = gzq @ W[l]
+            gbeta_r += (gzW * b).sum(-1)
+            gb = _rows(gzW, beta_r)
+            w_pairs[l].append((_rows(gzq, beta_r), b))
+            if S is not None:
+                gzS = gzq @ S[l]
+                gf_r += (gzS * b).sum(-1)
+                gb += _rows(gzS, f_r)
+                s_pairs[l].append((_rows(gzq, f_r), b))
+            P = b @ a[l].mT
+            gM = -(gzq @ deltas[l].mT)
+            gdelta[l].baddbmm_((P * G_r).mT, gzq, alpha=-1.0)
+            gG_r += gM * P
+            gP = gM * G_r
+            gb.baddbmm_(gP, a[l])
+            ga[l].baddbmm_(gP.mT, b)
+            if l > 0:
+                gzq = act.vjp(gb, zq[l - 1])
+            else:
+                gq = gb if gq is None else gq + gb
+
+        # Backprop of the deltas through the stack (delta_{l-1} = (delta_l W_l) * sigma'(z_{l-1})).
+        gz_extra = [None] * L
+        for l in range(1, L):
+            gt = act.vjp(gdelta[l - 1], z[l - 1])
+            gz_extra[l - 1] = gdelta[l - 1] * ts[l] * act.d2(z[l - 1])
+            gdelta[l].baddbmm_(gt, W[l].mT)
+            w_pairs[l].append((deltas[l], gt))
+
+        # The head: bias gradient (and output norm) at the last pre-activation.
+        head_grads = torch.autograd.grad(head_out, head_in, gdelta[-1], allow_unused=True)
+        gz = head_grads[0] if head_grads[0] is not None else torch.zeros_like(z[-1])  # e.g. a dot bias
+        gk_head, gv = head_grads[1], head_grads[2]
+        g_gates = head_grads[3:]
+
+        # The key pass, last layer first.
+        gk = None
+        for l in range(L - 1, -1, -1):
+            w_pairs[l].append((gz, a[l]))
+            g_a = ga[l].baddbmm_(gz, W[l])
+            if l > 0:
+                gz = act.vjp(g_a, z[l - 1]).add_(gz_extra[l - 1])
+            else:
+                gk = g_a if gk_head is None else g_a + gk_head
+
+        # Weight gradients last (the chunk-end terms above read the incoming ones): one scaling pass, in place on an
+        # incoming gradient this scan handed out, and one matmul over the chunk's stacked token pairs.
+        pool = meta.pool
+        gW, gS = [], ([] if S is not None else None)
+        for l in range(L):
+            if S is not None:
+                gs = _scaled(pool, gS_new[l], m_e)
+                if gW_new[l] is not None:
+                    gs = _weights(gW_new[l], f_e) if gs is None else gs.addcmul_(gW_new[l], f_e[:, None, None])
+                gS.append(pool.give(_add_pairs(gs, s_pairs[l])))
+            gW.append(pool.give(_add_pairs(_scaled(pool, gW_new[l], beta_e), w_pairs[l])))
+
+        return (None, gk, gv, gq, gbeta_r, gf_r, gG_r, gbeta_e, gf_e, gG_e, gm_e, gN_e,
+                *g_gates, *gW, *(gS or []))
+
+
+def fused_supported(rule) -> bool:
+    """Rule-level conditions of the fused step: a stack memory, an identity link, the gradient at W itself.
+    (Per-head gates and a chunk-aligned state are checked per call.)"""
+    from ..memory import StackMemory
+
+    retention = rule.retention
+    return (isinstance(rule.structure, StackMemory) and retention.identity_link and not retention.grad_after_decay
+            and getattr(retention, "granularity", "head") == "head")
+
+
+def fused_stack_chunk(rule, W: list[Tensor], S: list[Tensor] | None, k: Tensor, v: Tensor, q: Tensor,
+                      gates: dict[str, Tensor], co, pool: GradientPool) -> tuple[Tensor, list[Tensor], list[Tensor] | None]:
+    """One chunk of the stack step through FusedStackChunk; returns y, the new weights and the new momentum.
+    pool: shared by the chunks of one scan."""
+    names = tuple(n for n in gates if n not in ("retain", "momentum"))
+    meta = _Meta(rule, names, len(W), S is not None, pool)
+    out = FusedStackChunk.apply(meta, k, v, q, co.beta_r, co.f_r, co.G_r, co.beta_e, co.f_e, co.G_e, co.m_e, co.N_e,
+                                *[gates[n] for n in names], *W, *(S or []))
+    L = len(W)
+    return out[0], list(out[1:1 + L]), (list(out[1 + L:]) if S is not None else None)
