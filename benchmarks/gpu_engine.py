@@ -1,5 +1,6 @@
-"""The memory layer on a CUDA GPU against titans-pytorch's NeuralMemory, in one process (same contenders as
-benchmarks/memory_engine.py, which measures the CPU). Run on a GPU node:
+"""The memory layer on a CUDA GPU against titans-pytorch's NeuralMemory, in one process (the contenders of
+benchmarks/memory_engine.py but the compiled one, which measures the CPU; ours-stack is the autograd chunk step
+the fused one replaces). Run on a GPU node:
 
     python benchmarks/gpu_engine.py [--quick] [--reps N]
 
@@ -38,7 +39,7 @@ def contender(name: str, cfg: Config, device: str):
         module.checkpoint = "auto"  # activation checkpointing over sqrt(chunks)-chunk segments
     seq = cfg.ref_seq if name == "ours-reference" else cfg.seq
     x = torch.randn(cfg.batch, seq, cfg.dim, device=device)
-    kwargs = {"path": "reference"} if name == "ours-reference" else {}
+    kwargs = {"path": {"ours-reference": "reference", "ours-stack": "stack"}[name]} if name in ("ours-reference", "ours-stack") else {}
     return module, x, kwargs
 
 
@@ -98,9 +99,9 @@ def main() -> None:
     equivalence(device)
     try:
         import titans_pytorch  # noqa: F401
-        names = ("ours-chunked", "ours-lean", "ours-reference", "titans")
+        names = ("ours-chunked", "ours-stack", "ours-lean", "ours-reference", "titans")
     except ImportError:
-        names = ("ours-chunked", "ours-lean", "ours-reference")
+        names = ("ours-chunked", "ours-stack", "ours-lean", "ours-reference")
         print("titans-pytorch is not installed: ours only")
     configs = {"issue-2 size": CONFIGS["issue-2 size"]} if args.quick else CONFIGS
     if args.configs:

@@ -187,7 +187,7 @@ class FusedStackChunk(torch.autograd.Function):
                 if g_state is None:
                     continue
                 proj = a[l] @ g_state.mT
-                g_coef -= (proj * deltas[l]).sum(-1)
+                g_coef -= torch.linalg.vecdot(proj, deltas[l])
                 gdelta[l] -= _rows(proj, coef)
                 ga[l].baddbmm_(_rows(deltas[l], coef), g_state, alpha=-1.0)
 
@@ -204,12 +204,12 @@ class FusedStackChunk(torch.autograd.Function):
         for l in range(L - 1, -1, -1):
             b = bs[l]
             gzW = gzq @ W[l]
-            gbeta_r += (gzW * b).sum(-1)
+            gbeta_r += torch.linalg.vecdot(gzW, b)
             gb = _rows(gzW, beta_r)
             w_pairs[l].append((_rows(gzq, beta_r), b))
             if S is not None:
                 gzS = gzq @ S[l]
-                gf_r += (gzS * b).sum(-1)
+                gf_r += torch.linalg.vecdot(gzS, b)
                 gb += _rows(gzS, f_r)
                 s_pairs[l].append((_rows(gzq, f_r), b))
             P = b @ a[l].mT
