@@ -127,6 +127,7 @@ class StackStep(_Step):
         new = self.advance(st, co, sums_G, sums_N, n, chunk_size)
         return self.fix_chunk_end_read(y, new, inp), new
 
+
 class FusedStep(StackStep):
     """StackStep's math as one autograd node per chunk (fused_stack.py): chunk-aligned steps of rules with an identity
     link and per-head gates; anything else (a partial first chunk of a stream, per-channel gates) goes to StackStep."""
@@ -136,11 +137,12 @@ class FusedStep(StackStep):
         self.pool = GradientPool()
 
     def __call__(self, st: MemoryState, inp: StepInputs, chunk_size: int):
+        aligned = st.offset == 0 and all(g is r for g, r in zip(st.grad_at, st.read))
+        per_head = all(inp.gates[name].dim() == 2 for name in ("retain", "momentum") if name in inp.gates)
+        if not (aligned and per_head):
+            return super().__call__(st, inp, chunk_size)
         n = inp.k.shape[1]
         co = self.coefficients(inp.gates, n, inp.k)
-        aligned = st.offset == 0 and all(g is r for g, r in zip(st.grad_at, st.read))
-        if not aligned or co.beta_r.dim() != 2:
-            return super().__call__(st, inp, chunk_size)
         y, weights, momentum = fused_stack_chunk(self.rule, st.read, st.momentum, inp.k, inp.v, inp.q, inp.gates, co, self.pool)
         full = n == chunk_size  # a short last chunk keeps its gradient point for the rest of the chunk
         return y, MemoryState(weights, momentum, weights, weights if full else st.grad_at, 0 if full else n)
