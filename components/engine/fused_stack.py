@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from ..memory.stack import ACTIVATIONS, layer_norm, layer_norm_backward
 from .fused import _bdot
@@ -143,6 +144,7 @@ class FusedStackChunk(torch.autograd.Function):
         return (y, *new_W, *new_S)
 
     @staticmethod
+    @once_differentiable  # the hand-written backward updates gradients in place: no graph through it
     def backward(ctx, gy, *g_new):
         meta: _Meta = ctx.meta
         L, G = meta.layers, len(meta.gate_names)

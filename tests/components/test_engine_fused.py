@@ -98,3 +98,14 @@ def test_fused_path_is_checked():
         memory_scan(channel, k_c, v_c, q_c, gates_c, acc_c, path="fused", exact=False)
     with pytest.raises(ComponentError, match="hand-written backward"):
         memory_scan(MemoryRule("mlp", "l2", "decay", "momentum"), k, v, q, gates, acc, path="fused", compile=True)
+
+
+def test_a_second_order_gradient_through_the_fused_step_is_refused():
+    """Its backward is not itself differentiable: an error, never a silently wrong second derivative."""
+    rule = MemoryRule("mlp", "l2", "decay", "momentum")
+    acc, k, v, q, gates = engine_inputs(rule, T=6)
+    k.requires_grad_(True)
+    y, _ = memory_scan(rule, k, v, q, gates, acc, chunk_size=3, path="fused")
+    (gk,) = torch.autograd.grad(y.pow(2).sum(), k, create_graph=True)
+    with pytest.raises(RuntimeError, match="marked with @once_differentiable"):
+        gk.sum().backward()
