@@ -25,6 +25,7 @@ peak RSS (VmHWM, i.e. ru_maxrss of this process image, reset just before) minus 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import gc
 import json
@@ -183,10 +184,8 @@ def reset_peak_rss() -> bool:
 def release_free_heap() -> None:
     """Hand glibc's free heap back to the OS (malloc_trim), so the measured step grows RSS by what it allocates
     rather than reusing what an earlier call freed."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to hand back this way
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def measure_memory(name: str, cfg: Config) -> dict:

@@ -21,15 +21,15 @@ are the pre-activations only (activations are recomputed: they are token-sized).
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from ..memory.stack import ACTIVATIONS, layer_norm, layer_norm_backward
+from ..memory.stack import ACTIVATIONS, StackMemory
 from .fused import _bdot
-from .ops import scaled_output_grad
+from .ops import scale_tokens, scale_weights, scaled_output_grad
 
 
 class GradientPool:
@@ -56,24 +56,14 @@ class _Meta:
     gate_names: tuple[str, ...]
     layers: int
     momentum: bool
-    pool: GradientPool = field(default_factory=GradientPool)
+    pool: GradientPool
 
 
 def _head(rule, z_last: Tensor, k: Tensor, v: Tensor, gates: dict[str, Tensor]) -> Tensor:
     """The last layer's per-token output gradient from its pre-activation (token-sized, autograd-friendly)."""
     structure = rule.structure
-    yk = k + layer_norm(z_last) if structure.has_residual else z_last
-    g = scaled_output_grad(rule.bias, yk, v, gates)
-    return layer_norm_backward(z_last, g) if structure.has_residual else g
-
-
-def _rows(x: Tensor, coef: Tensor) -> Tensor:
-    """x (N, n, c) scaled by a per-token (N, n) coefficient."""
-    return x * coef.unsqueeze(-1)
-
-
-def _weights(w: Tensor, coef: Tensor) -> Tensor:
-    return w * coef[:, None, None]
+    g = scaled_output_grad(rule.bias, structure.output(k, z_last), v, gates)
+    return structure.output_delta(z_last, g)
 
 
 def _dots(grads: list, states: list[Tensor], N: int, like: Tensor) -> Tensor:
@@ -89,7 +79,7 @@ def _scaled(pool: GradientPool, g: Tensor | None, coef: Tensor) -> Tensor | None
     """coef * g, in place if g is a gradient this scan handed out."""
     if g is None:
         return None
-    return g.mul_(coef[:, None, None]) if pool.take(g) else _weights(g, coef)
+    return g.mul_(coef[:, None, None]) if pool.take(g) else scale_weights(g, coef)
 
 
 def _add_pairs(base: Tensor | None, pairs: list[tuple[Tensor, Tensor]]) -> Tensor:
@@ -121,22 +111,22 @@ class FusedStackChunk(torch.autograd.Function):
             deltas[l - 1] = act.vjp(ts[l], z[l - 1])
         b, zq = q, []
         for l in range(L):
-            out = _rows(b, beta_r) @ W[l].mT
+            out = scale_tokens(b, beta_r) @ W[l].mT
             if S is not None:
-                out.baddbmm_(_rows(b, f_r), S[l].mT)
+                out.baddbmm_(scale_tokens(b, f_r), S[l].mT)
             out.baddbmm_((b @ a[l].mT) * G_r, deltas[l], alpha=-1.0)
             zq.append(out)
             if l < L - 1:
                 b = act.fn(out)
-        y = q + layer_norm(zq[-1]) if structure.has_residual else zq[-1]
+        y = structure.output(q, zq[-1])
         new_W, new_S = [], []
         for l in range(L):
-            w = _weights(W[l], beta_e)
+            w = scale_weights(W[l], beta_e)
             if S is not None:
                 w.addcmul_(S[l], f_e[:, None, None])
-            new_W.append(w.baddbmm_(_rows(deltas[l], G_e).mT, a[l], alpha=-1.0))
+            new_W.append(w.baddbmm_(scale_tokens(deltas[l], G_e).mT, a[l], alpha=-1.0))
             if S is not None:
-                new_S.append(_weights(S[l], m_e).baddbmm_(_rows(deltas[l], N_e).mT, a[l], alpha=-1.0))
+                new_S.append(scale_weights(S[l], m_e).baddbmm_(scale_tokens(deltas[l], N_e).mT, a[l], alpha=-1.0))
         ctx.meta = meta
         ctx.set_materialize_grads(False)
         # delta_l W_l is recomputed in backward (one token-by-weight product) rather than kept: memory is the scarcer
@@ -190,8 +180,8 @@ class FusedStackChunk(torch.autograd.Function):
                     continue
                 proj = a[l] @ g_state.mT
                 g_coef -= torch.linalg.vecdot(proj, deltas[l])
-                gdelta[l] -= _rows(proj, coef)
-                ga[l].baddbmm_(_rows(deltas[l], coef), g_state, alpha=-1.0)
+                gdelta[l] -= scale_tokens(proj, coef)
+                ga[l].baddbmm_(scale_tokens(deltas[l], coef), g_state, alpha=-1.0)
 
         # Reads, last layer first. Weight gradients are collected as token pairs (X, Y), summed as X^T Y.
         w_pairs = [[] for _ in range(L)]
@@ -199,7 +189,7 @@ class FusedStackChunk(torch.autograd.Function):
         if gy is None:
             gy = torch.zeros_like(zq[-1])
         gq = gy if structure.has_residual else None
-        gzq = layer_norm_backward(zq[-1], gy) if structure.has_residual else gy
+        gzq = structure.output_delta(zq[-1], gy)
         gbeta_r = torch.zeros_like(beta_r)
         gf_r = torch.zeros_like(f_r) if S is not None else None
         gG_r = torch.zeros_like(G_r)
@@ -207,13 +197,13 @@ class FusedStackChunk(torch.autograd.Function):
             b = bs[l]
             gzW = gzq @ W[l]
             gbeta_r += torch.linalg.vecdot(gzW, b)
-            gb = _rows(gzW, beta_r)
-            w_pairs[l].append((_rows(gzq, beta_r), b))
+            gb = scale_tokens(gzW, beta_r)
+            w_pairs[l].append((scale_tokens(gzq, beta_r), b))
             if S is not None:
                 gzS = gzq @ S[l]
                 gf_r += torch.linalg.vecdot(gzS, b)
-                gb += _rows(gzS, f_r)
-                s_pairs[l].append((_rows(gzq, f_r), b))
+                gb += scale_tokens(gzS, f_r)
+                s_pairs[l].append((scale_tokens(gzq, f_r), b))
             P = b @ a[l].mT
             gM = -(gzq @ deltas[l].mT)
             gdelta[l].baddbmm_((P * G_r).mT, gzq, alpha=-1.0)
@@ -258,7 +248,7 @@ class FusedStackChunk(torch.autograd.Function):
             if S is not None:
                 gs = _scaled(pool, gS_new[l], m_e)
                 if gW_new[l] is not None:
-                    gs = _weights(gW_new[l], f_e) if gs is None else gs.addcmul_(gW_new[l], f_e[:, None, None])
+                    gs = scale_weights(gW_new[l], f_e) if gs is None else gs.addcmul_(gW_new[l], f_e[:, None, None])
                 gS.append(pool.give(_add_pairs(gs, s_pairs[l])))
             gW.append(pool.give(_add_pairs(_scaled(pool, gW_new[l], beta_e), w_pairs[l])))
 
@@ -269,8 +259,6 @@ class FusedStackChunk(torch.autograd.Function):
 def fused_supported(rule) -> bool:
     """Rule-level conditions of the fused step: a stack memory, an identity link, the gradient at W itself.
     (Per-head gates and a chunk-aligned state are checked per call.)"""
-    from ..memory import StackMemory
-
     retention = rule.retention
     return (isinstance(rule.structure, StackMemory) and retention.identity_link and not retention.grad_after_decay
             and getattr(retention, "granularity", "head") == "head")

@@ -149,8 +149,16 @@ class StackMemory(MemoryStructure):
             z = linear(l, a) if linear is not None else a @ w.mT
             pre.append(z)
             a = act(z) if l < len(params) - 1 else z
-        y = x + layer_norm(a) if self.has_residual else a
+        y = self.output(x, a)
         return (y, StackCache(inputs, pre)) if cache else y
+
+    def output(self, x: Tensor, z_last: Tensor) -> Tensor:
+        """The memory's output from its input and last pre-activation: x + LN(z) with the residual, else z."""
+        return x + layer_norm(z_last) if self.has_residual else z_last
+
+    def output_delta(self, z_last: Tensor, g: Tensor) -> Tensor:
+        """dL/dz of the last layer given dL/dy = g (through the output's LN when there is one)."""
+        return layer_norm_backward(z_last, g) if self.has_residual else g
 
     def forward(self, params: list[Tensor], x: Tensor) -> Tensor:
         return self.run(params, x)
@@ -158,7 +166,7 @@ class StackMemory(MemoryStructure):
     def backward(self, params: list[Tensor], cache: StackCache, g: Tensor) -> list[Tensor]:
         """Per-token gradients of the loss w.r.t. each layer's output z_l, given dL/dy = g."""
         act = ACTIVATIONS[self.activation_name] if self.activation_name else None
-        delta = layer_norm_backward(cache.pre[-1], g) if self.has_residual else g
+        delta = self.output_delta(cache.pre[-1], g)
         deltas = [delta]
         for l in range(len(params) - 1, 0, -1):
             delta = activation_backward(act, delta @ params[l], cache.pre[l - 1])
