@@ -1,6 +1,7 @@
 """The memory layer on a CUDA GPU against titans-pytorch's NeuralMemory, in one process (the contenders of
 benchmarks/memory_engine.py but the compiled one, which measures the CPU; ours-stack is the autograd chunk step
-the fused one replaces). Run on a GPU node:
+the fused one replaces; ours-chunkwise runs titans-pytorch's own update rule, one momentum step per chunk).
+Run on a GPU node:
 
     python benchmarks/gpu_engine.py [--quick] [--reps N]
 
@@ -34,7 +35,10 @@ CONFIGS = {"issue-2 size": Config(), "long": Config(batch=8, seq=4096, dim=512, 
 
 def contender(name: str, cfg: Config, device: str):
     torch.manual_seed(0)
-    module = (titans(cfg) if name == "titans" else ours(cfg)).to(device)
+    if name == "titans":
+        module = titans(cfg).to(device)
+    else:
+        module = ours(cfg, "chunk_momentum" if name == "ours-chunkwise" else "momentum").to(device)
     if name == "ours-lean":
         module.checkpoint = "auto"  # activation checkpointing over sqrt(chunks)-chunk segments
     seq = cfg.ref_seq if name == "ours-reference" else cfg.seq
@@ -99,9 +103,9 @@ def main() -> None:
     equivalence(device)
     try:
         import titans_pytorch  # noqa: F401
-        names = ("ours-chunked", "ours-stack", "ours-lean", "ours-reference", "titans")
+        names = ("ours-chunked", "ours-stack", "ours-lean", "ours-reference", "ours-chunkwise", "titans")
     except ImportError:
-        names = ("ours-chunked", "ours-stack", "ours-lean", "ours-reference")
+        names = ("ours-chunked", "ours-stack", "ours-lean", "ours-reference", "ours-chunkwise")
         print("titans-pytorch is not installed: ours only")
     configs = {"issue-2 size": CONFIGS["issue-2 size"]} if args.quick else CONFIGS
     if args.configs:
@@ -137,7 +141,7 @@ def main() -> None:
                       f"peak {peaks[n] / 2 ** 20:9.1f} MiB")
             print(f"  ours/reference tokens/s {tok['ours-chunked'] / tok['ours-reference']:.1f}x")
             if "titans" in tok:
-                for mine in ("ours-chunked", "ours-lean"):
+                for mine in ("ours-chunked", "ours-lean", "ours-chunkwise"):  # chunkwise: titans-pytorch's own rule
                     print(f"  {mine}/titans tokens/s {tok[mine] / tok['titans']:.2f}x, peak memory "
                           f"{peaks[mine] / peaks['titans']:.2f}x")
             runs = steps = None

@@ -25,6 +25,7 @@ from ..options import ComponentError
 from ..optim import StepInputs
 from .coefficients import ChunkCoefficients, chunk_coefficients
 from .fused import decay_update
+from .fused_chunkwise import chunkwise_stack_chunk
 from .fused_stack import GradientPool, fused_stack_chunk, fused_supported
 from .ops import dual_read, linear_wt, scale_tokens, scale_weights, scaled_output_grad
 from .state import MemoryState
@@ -188,6 +189,75 @@ class FuncStep(_Step):
         return self.fix_chunk_end_read(y, new, inp), new
 
 
+class ChunkUpdateStep(_Step):
+    """A per-chunk algorithm (the memory changes once per chunk): reads are plain forwards at the chunk-start weights,
+    and the chunk's gradients, all at those weights, are summed: one matmul per layer for a stack memory (its
+    hand-written backward gives per-token deltas), one vjp of the batched forward for any other module.
+
+    The state keeps S and A current after every step (alpha and eta act at the chunk's first step), so a stream cut
+    inside a chunk resumes with the plain sum of the remaining gradients."""
+
+    def __init__(self, rule, read_after: bool, stack: bool):
+        super().__init__(rule, read_after)
+        self.stack = stack
+
+    def surprise(self, weights: list[Tensor], inp: StepInputs) -> list:
+        """Per layer sum_t theta_t grad_W l_t at `weights`: a pair (X, Y) with sum = X @ Y, or the tensor itself."""
+        structure = self.rule.structure
+        if self.stack:
+            yk, cache = structure.run(weights, inp.k, cache=True)
+            deltas = structure.backward(weights, cache, scaled_output_grad(self.rule.bias, yk, inp.v, inp.gates))
+            return [(d.mT, a) for d, a in zip(deltas, cache.inputs)]
+        yk, vjp = torch.func.vjp(lambda *w: structure.forward(list(w), inp.k), *weights)
+        return list(vjp(scaled_output_grad(self.rule.bias, yk, inp.v, inp.gates)))
+
+    def __call__(self, st: MemoryState, inp: StepInputs, chunk_size: int):
+        structure, n = self.rule.structure, inp.k.shape[1]
+        sums = self.surprise(st.grad_at, inp)
+        y = structure.forward(st.read, inp.q)
+        as_tensor = lambda xy: torch.bmm(*xy) if isinstance(xy, tuple) else xy  # noqa: E731
+        if st.offset == 0:  # the chunk's gates, once: S = eta S - U, A = alpha A + S
+            eta = inp.gates["momentum"][:, 0]
+            alpha = inp.gates["retain"][:, 0] if "retain" in inp.gates else None
+            mom = [decay_update(s, eta, None, None, *xy) if isinstance(xy, tuple) else scale_weights(s, eta) - xy
+                   for s, xy in zip(st.momentum, sums)]
+            acc = [s + (a if alpha is None else scale_weights(a, alpha)) for a, s in zip(st.acc, mom)]
+        else:  # a stream resumed inside the chunk: the remaining surprise only
+            sums = [as_tensor(xy) for xy in sums]
+            mom = [s - u for s, u in zip(st.momentum, sums)]
+            acc = [a - u for a, u in zip(st.acc, sums)]
+        offset = st.offset + n
+        if offset < chunk_size:
+            return y, MemoryState(acc, mom, st.read, st.grad_at, offset)
+        new = self.rule.retention.link(acc)
+        if self.read_after:
+            y = self.read_last(y, new, inp.q)
+        return y, MemoryState(acc, mom, new, new, 0)
+
+    def read_last(self, y: Tensor, weights: list[Tensor], q: Tensor) -> Tensor:
+        """The chunk's last step reads after the chunk's write: its output again at the new weights."""
+        return torch.cat([y[:, :-1], self.rule.structure.forward(weights, q[:, -1:])], dim=1)
+
+
+class FusedChunkUpdateStep(ChunkUpdateStep):
+    """ChunkUpdateStep's stack math as one autograd node per chunk (fused_chunkwise.py), for a chunk-aligned state, an
+    identity link and per-head gates; anything else goes to ChunkUpdateStep."""
+
+    def __init__(self, rule, read_after: bool):
+        super().__init__(rule, read_after, stack=True)
+        self.pool = GradientPool()
+
+    def __call__(self, st: MemoryState, inp: StepInputs, chunk_size: int):
+        aligned = st.offset == 0 and all(a is r and g is r for a, g, r in zip(st.acc, st.grad_at, st.read))
+        if not (aligned and "channel" not in self.rule.gates().values()):
+            return super().__call__(st, inp, chunk_size)
+        n = inp.k.shape[1]
+        full = n == chunk_size
+        y, acc, mom = chunkwise_stack_chunk(self.rule, st.read, st.momentum, inp.k, inp.v, inp.q, inp.gates, self.pool,
+                                            read_last=full and self.read_after)
+        return y, (MemoryState(acc, mom, acc, acc, 0) if full else MemoryState(acc, mom, st.read, st.grad_at, n))
+
+
 class ExactStep(_Step):
     """The exact token-by-token recurrence, in parallel inside a chunk, for a linear memory whose bias has an
     output gradient affine in the prediction (l2 with slope c = 1: DeltaNet, Gated DeltaNet, Longhorn,
@@ -230,7 +300,8 @@ def exact_parallel_supported(rule) -> bool:
     """Whether ExactStep computes this rule: linear memory, affine bias, per-head gates, identity link."""
     retention = rule.retention
     return (
-        rule.structure.name == "linear"
+        not rule.algorithm.per_chunk
+        and rule.structure.name == "linear"
         and rule.bias.prediction_slope is not None
         and retention.identity_link
         and getattr(retention, "granularity", "head") == "head"
@@ -295,7 +366,10 @@ def chunked_scan(rule, state: MemoryState, inputs: StepInputs, chunk_size: int, 
     if compile and path == "func":
         raise ComponentError(f"compile: rule {rule.name} runs on the torch.func path (a memory that is not a stack of "
                              "linear layers), which is not compiled; use compile=false")
-    step = {"stack": StackStep, "fused": FusedStep, "func": FuncStep, "exact": ExactStep}[path](rule, read_after)
+    if rule.algorithm.per_chunk:
+        step = FusedChunkUpdateStep(rule, read_after) if path == "fused" else ChunkUpdateStep(rule, read_after, path == "stack")
+    else:
+        step = {"stack": StackStep, "fused": FusedStep, "func": FuncStep, "exact": ExactStep}[path](rule, read_after)
     if compile:
         step = compiled_step(step)
     T = inputs.k.shape[1]

@@ -89,6 +89,40 @@ def _add_pairs(base: Tensor | None, pairs: list[tuple[Tensor, Tensor]]) -> Tenso
     return torch.bmm(x, y) if base is None else base.baddbmm_(x, y)
 
 
+def recompute_deltas(meta: _Meta, W: list[Tensor], z: list[Tensor], k: Tensor, v: Tensor, gate_vals) -> tuple:
+    """Backward's recomputation of the key pass's per-token output gradients from the saved pre-activations: the head
+    with a graph (its inputs and output), deltas_l and t_l = delta_l W_l."""
+    L = len(W)
+    structure = meta.rule.structure
+    act = ACTIVATIONS[structure.activation_name] if L > 1 else None
+    head_in = [t.detach().requires_grad_(True) for t in (z[-1], k, v, *gate_vals)]
+    with torch.enable_grad():
+        head_out = _head(meta.rule, head_in[0], head_in[1], head_in[2], dict(zip(meta.gate_names, head_in[3:])))
+    deltas, ts = [None] * L, [None] * L
+    deltas[-1] = head_out.detach()
+    for l in range(L - 1, 0, -1):
+        ts[l] = deltas[l] @ W[l]
+        deltas[l - 1] = act.vjp(ts[l], z[l - 1])
+    return head_in, head_out, deltas, ts
+
+
+def backprop_deltas(act, W, z, ts, deltas, gdelta, w_pairs, head_in, head_out) -> tuple:
+    """Given dL/d delta_l, back through delta_{l-1} = (delta_l W_l) * sigma'(z_{l-1}) and the head: adds the weight
+    gradients' token pairs to w_pairs; returns the extra key pre-activation gradients (per layer below the top), the
+    top layer's key pre-activation gradient, and the head's gradients for k, v and the gates."""
+    L = len(W)
+    gz_extra = [None] * L
+    for l in range(1, L):
+        gt = act.vjp(gdelta[l - 1], z[l - 1])
+        gz_extra[l - 1] = gdelta[l - 1] * ts[l] * act.d2(z[l - 1])
+        gdelta[l].baddbmm_(gt, W[l].mT)
+        w_pairs[l].append((deltas[l], gt))
+    # The head: bias gradient (and output norm) at the last pre-activation.
+    head_grads = torch.autograd.grad(head_out, head_in, gdelta[-1], allow_unused=True)
+    gz = head_grads[0] if head_grads[0] is not None else torch.zeros_like(z[-1])  # e.g. a dot bias
+    return gz_extra, gz, head_grads[1], head_grads[2], head_grads[3:]
+
+
 class FusedStackChunk(torch.autograd.Function):
     @staticmethod
     def forward(ctx, meta: _Meta, k, v, q, beta_r, f_r, G_r, beta_e, f_e, G_e, m_e, N_e, *rest):
@@ -154,14 +188,7 @@ class FusedStackChunk(torch.autograd.Function):
 
         # Recompute the token-sized forward: activations, the head (with a graph), deltas, read inputs.
         a = [k] + [act.fn(z[l]) for l in range(L - 1)]
-        head_in = [t.detach().requires_grad_(True) for t in (z[-1], k, v, *gate_vals)]
-        with torch.enable_grad():
-            head_out = _head(meta.rule, head_in[0], head_in[1], head_in[2], dict(zip(meta.gate_names, head_in[3:])))
-        deltas, ts = [None] * L, [None] * L
-        deltas[-1] = head_out.detach()
-        for l in range(L - 1, 0, -1):
-            ts[l] = deltas[l] @ W[l]
-            deltas[l - 1] = act.vjp(ts[l], z[l - 1])
+        head_in, head_out, deltas, ts = recompute_deltas(meta, W, z, k, v, gate_vals)
         bs = [q] + [act.fn(zq[l]) for l in range(L - 1)]
 
         # Chunk-end update: W' = beta_e W + f_e S - sum G_e delta a^T, S' = m_e S - sum N_e delta a^T.
@@ -216,19 +243,7 @@ class FusedStackChunk(torch.autograd.Function):
             else:
                 gq = gb if gq is None else gq + gb
 
-        # Backprop of the deltas through the stack (delta_{l-1} = (delta_l W_l) * sigma'(z_{l-1})).
-        gz_extra = [None] * L
-        for l in range(1, L):
-            gt = act.vjp(gdelta[l - 1], z[l - 1])
-            gz_extra[l - 1] = gdelta[l - 1] * ts[l] * act.d2(z[l - 1])
-            gdelta[l].baddbmm_(gt, W[l].mT)
-            w_pairs[l].append((deltas[l], gt))
-
-        # The head: bias gradient (and output norm) at the last pre-activation.
-        head_grads = torch.autograd.grad(head_out, head_in, gdelta[-1], allow_unused=True)
-        gz = head_grads[0] if head_grads[0] is not None else torch.zeros_like(z[-1])  # e.g. a dot bias
-        gk_head, gv = head_grads[1], head_grads[2]
-        g_gates = head_grads[3:]
+        gz_extra, gz, gk_head, gv, g_gates = backprop_deltas(act, W, z, ts, deltas, gdelta, w_pairs, head_in, head_out)
 
         # The key pass, last layer first.
         gk = None

@@ -66,6 +66,9 @@ def memory_scan(
     supported = exact_parallel_supported(rule)
     if exact is None:
         exact = supported and path not in ("fused", "stack", "func")
+    if exact and rule.algorithm.per_chunk:
+        raise ComponentError(f"exact=True: algorithm '{rule.algorithm.name}' updates the memory once per chunk, so "
+                             "chunk_size is part of its rule and there is no token-by-token form; use exact=False")
     if exact and not supported:
         raise ComponentError(f"exact=True: rule {rule.name} has no exact parallel form (it needs a linear memory, "
                              "an l2 or dot bias, per-head gates and an identity link); use exact=False")

@@ -18,6 +18,24 @@ class MomentumGD(MemoryAlgorithm):
     uses_momentum = True
 
 
+@ALGORITHMS.register("chunk_momentum")
+class ChunkMomentumGD(MemoryAlgorithm):
+    """Titans' momentum with the chunk as the step (titans-pytorch): the chunk's gradients, all at its start weights
+    and scaled by theta_t, are summed into one surprise; eta and alpha are the chunk's first step's gates (applied once
+    per chunk); A_c = alpha A_{c-1} + S_c. Reads inside a chunk see its start weights (the last step, reading after
+    its write, sees the new ones). With chunk_size 1 this is 'momentum'."""
+
+    summary = ("one momentum step per chunk, S_c = eta S_{c-1} - sum_t theta_t u_t, reads at chunk-start weights "
+               "(titans-pytorch's NeuralMemory)")
+    uses_momentum = True
+    per_chunk = True
+
+    def incompatible(self, parts: dict) -> tuple[str, str] | None:
+        if parts["retention"].grad_after_decay:
+            return "retention", "a per-chunk update takes every gradient at the chunk-start weights, not at alpha_t W"
+        return None
+
+
 @ALGORITHMS.register("implicit")
 class ImplicitGD(MemoryAlgorithm):
     summary = "implicit (proximal) step, closed form theta/(1 + theta ||k||^2) for a linear L2 memory (Longhorn)"

@@ -22,6 +22,9 @@ class StepInputs:
 
 class MemoryAlgorithm(Component):
     uses_momentum: bool = False
+    # One memory update per chunk (the chunk's summed surprise; gates of its first step) instead of one per step:
+    # the weights stay at their chunk-start value until the chunk ends, so chunk_size is part of the rule.
+    per_chunk: bool = False
 
     def gates(self) -> dict[str, str]:
         return {"momentum": "head"} if self.uses_momentum else {}

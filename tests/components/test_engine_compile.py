@@ -1,7 +1,8 @@
 """memory_scan(compile=True): each chunk step through torch.compile gives the eager engine's outputs, state and
 gradients. Compiling costs seconds per rule and chunk length, so a few rules stand for the three paths' kinds:
-an MLP memory with momentum and decay (Titans, stack path), the exact linear path (Gated DeltaNet), and a
-retention with a non-identity link applied at chunk ends (Memora's KL)."""
+an MLP memory with momentum and decay (Titans, stack path), the same with one update per chunk (titans-pytorch's
+rule), the exact linear path (Gated DeltaNet), and a retention with a non-identity link applied at chunk ends
+(Memora's KL)."""
 from __future__ import annotations
 
 import pytest
@@ -14,6 +15,7 @@ from .helpers import engine_inputs, rel_err
 
 RULES = {
     "titans": MemoryRule({"name": "mlp", "depth": 2}, "l2", "decay", "momentum"),
+    "titans_pytorch": MemoryRule({"name": "mlp", "depth": 2}, "l2", "decay", "chunk_momentum"),
     "gated_deltanet": MemoryRule("linear", "l2", {"name": "decay", "grad_at": "decayed"}, "gd"),
     "memora": MemoryRule("linear", "l2", "kl", "gd"),
 }

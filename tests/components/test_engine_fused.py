@@ -1,4 +1,5 @@
-"""The fused stack step (one autograd node per chunk, hand-written backward) against the autograd stack step.
+"""The fused stack steps (one autograd node per chunk, hand-written backward: fused_stack.py for per-step algorithms,
+fused_chunkwise.py for per-chunk ones) against the autograd stack steps.
 
 The stack step is itself checked against the token-by-token reference (test_engine_equivalence), so equality of
 outputs, states and every gradient here ties the hand-written backward to the textbook recurrence. Parametrised
@@ -37,6 +38,18 @@ def test_the_fused_step_covers_the_common_deep_memories():
     assert auto_path(MemoryRule("mlp", "l2", "decay", "momentum")) == "fused"
     names = {r.structure.name for r in FUSED_RULES}
     assert {"mlp", "linear"} <= names
+    assert {"momentum", "chunk_momentum"} <= {r.algorithm.name for r in FUSED_RULES}
+
+
+@pytest.mark.parametrize("algorithm, node", [("momentum", "FusedStackChunkBackward"),
+                                             ("chunk_momentum", "ChunkwiseStackChunkBackward")])
+def test_a_chunk_aligned_state_runs_through_the_hand_written_node(algorithm, node):
+    """Otherwise fused == stack above would hold trivially (the fused steps fall back to the autograd ones)."""
+    rule = MemoryRule("mlp", "l2", "decay", algorithm)
+    acc, k, v, q, gates = engine_inputs(rule, T=6)
+    k.requires_grad_(True)
+    _, s = memory_scan(rule, k, v, q, gates, acc, chunk_size=3, path="fused")
+    assert type(s.momentum[0].grad_fn).__name__ == node
 
 
 @pytest.mark.parametrize("rule", FUSED_RULES, ids=rule_id)
@@ -62,8 +75,9 @@ def test_fused_gradients_when_the_final_state_is_unused(rule):
         assert (a is None) == (b is None) and (a is None or rel_err(a, b) < 1e-10)
 
 
-def test_fused_gradcheck_deep_memory_with_momentum_and_decay():
-    rule = MemoryRule(dict(name="mlp", depth=2, expansion=1.0), "huber", "decay", "momentum")
+@pytest.mark.parametrize("algorithm", ["momentum", "chunk_momentum"])
+def test_fused_gradcheck_deep_memory_with_momentum_and_decay(algorithm):
+    rule = MemoryRule(dict(name="mlp", depth=2, expansion=1.0), "huber", "decay", algorithm)
     acc, k, v, q, gates = engine_inputs(rule, N=1, T=5, d=2, seed=5)
     names = list(gates)
 
@@ -76,12 +90,14 @@ def test_fused_gradcheck_deep_memory_with_momentum_and_decay():
     assert torch.autograd.gradcheck(f, args, eps=1e-6, atol=1e-5, rtol=1e-4)
 
 
-def test_a_callers_gradient_of_the_final_state_is_never_written_to():
+@pytest.mark.parametrize("algorithm", ["momentum", "chunk_momentum"])
+@pytest.mark.parametrize("read", ["after", "before"])
+def test_a_callers_gradient_of_the_final_state_is_never_written_to(algorithm, read):
     """The backward updates weight gradients in place only when it handed them out itself."""
-    rule = MemoryRule("mlp", "l2", "decay", "momentum")
+    rule = MemoryRule("mlp", "l2", "decay", algorithm)
     acc, k, v, q, gates = engine_inputs(rule, T=9)
     k.requires_grad_(True)
-    y, s = memory_scan(rule, k, v, q, gates, acc, chunk_size=3, path="fused")
+    y, s = memory_scan(rule, k, v, q, gates, acc, chunk_size=3, path="fused", read=read)
     outs = [y, *s.acc, *s.momentum]
     grad_outs = [torch.randn_like(o) for o in outs]
     kept = [g.clone() for g in grad_outs]
@@ -100,9 +116,10 @@ def test_fused_path_is_checked():
         memory_scan(MemoryRule("mlp", "l2", "decay", "momentum"), k, v, q, gates, acc, path="fused", compile=True)
 
 
-def test_a_second_order_gradient_through_the_fused_step_is_refused():
+@pytest.mark.parametrize("algorithm", ["momentum", "chunk_momentum"])
+def test_a_second_order_gradient_through_the_fused_step_is_refused(algorithm):
     """Its backward is not itself differentiable: an error, never a silently wrong second derivative."""
-    rule = MemoryRule("mlp", "l2", "decay", "momentum")
+    rule = MemoryRule("mlp", "l2", "decay", algorithm)
     acc, k, v, q, gates = engine_inputs(rule, T=6)
     k.requires_grad_(True)
     y, _ = memory_scan(rule, k, v, q, gates, acc, chunk_size=3, path="fused")

@@ -126,3 +126,29 @@ def test_titans_linear_closed_form_with_momentum_and_decay(chunk):
             ys.append(matvec(Wt, q[:, t]))
         W, S = Wt, St
     assert rel_err(y, torch.stack(ys, 1)) < 1e-12
+
+
+@pytest.mark.parametrize("read", ["after", "before"])
+def test_titans_pytorch_chunk_momentum_on_a_deep_memory(read):
+    """titans-pytorch's NeuralMemory (store_memories / retrieve_memories), written out: one surprise per chunk,
+    -sum_t theta_t grad 1/2||M_W(k_t) - v_t||^2 at the chunk-start weights; S_c = eta_c S_{c-1} + surprise_c and
+    W_c = alpha_c W_{c-1} + S_c (its two associative scans); retrieval pads the sequence by one token, so token t
+    reads updates[(t + 1) // C] of [W_0, W_1, ...] (read before write: updates[t // C])."""
+    C = 3
+    rule = MemoryRule("mlp", "l2", "decay", "chunk_momentum")
+    acc, k, v, q, g = engine_inputs(rule, T=10)
+    y, _ = memory_scan(rule, k, v, q, g, acc, chunk_size=C, read=read)
+    a, eta, th = g["retain"], g["momentum"], g["lr"]
+    forward = rule.structure.forward  # the memory model itself is tested elsewhere; the update rule is checked here
+    T = k.shape[1]
+    W, S, updates = [w.clone() for w in acc], [torch.zeros_like(w) for w in acc], [acc]
+    for c0 in range(0, T - T % C, C):  # like titans-pytorch, only a complete chunk updates the memory
+        Wg = [w.detach().requires_grad_(True) for w in W]
+        loss = (0.5 * (forward(Wg, k[:, c0 : c0 + C]) - v[:, c0 : c0 + C]).pow(2).sum(-1) * th[:, c0 : c0 + C]).sum()
+        surprise = [-gr for gr in torch.autograd.grad(loss, Wg)]
+        S = [eta[:, c0, None, None] * s + u for s, u in zip(S, surprise)]
+        W = [a[:, c0, None, None] * w + s for w, s in zip(W, S)]
+        updates.append(W)
+    shift = 1 if read == "after" else 0
+    ys = [forward(updates[(t + shift) // C], q[:, t : t + 1]) for t in range(T)]
+    assert rel_err(y, torch.cat(ys, dim=1)) < 1e-12
