@@ -38,16 +38,6 @@ def _add_outer(g: Tensor | None, own: bool, x: Tensor, y: Tensor) -> Tensor:
     return g.baddbmm_(x.mT, y) if own else torch.baddbmm(g, x.mT, y)
 
 
-def _forward_stack(structure, act, W: list[Tensor], x: Tensor) -> list[Tensor]:
-    """Pre-activations z_l of the stack at weights W for inputs x."""
-    z, a = [], x
-    for l, w in enumerate(W):
-        z.append(a @ w.mT)
-        if l < len(W) - 1:
-            a = act.fn(z[l])
-    return z
-
-
 class ChunkwiseStackChunk(torch.autograd.Function):
     @staticmethod
     def forward(ctx, meta: _Meta, read_last: bool, k, v, q, alpha, eta, *rest):
@@ -57,13 +47,13 @@ class ChunkwiseStackChunk(torch.autograd.Function):
         structure = meta.rule.structure
         act = ACTIVATIONS[structure.activation_name] if L > 1 else None
         n = k.shape[1]
-        z = _forward_stack(structure, act, W, torch.cat([k, q], dim=1))
-        a = [torch.cat([k, q], dim=1)] + [act.fn(z[l]) for l in range(L - 1)]
+        y_kq, cache = structure.run(W, torch.cat([k, q], dim=1), cache=True)
+        a, z = cache.inputs, cache.pre
         deltas = [None] * L
         deltas[-1] = _head(meta.rule, z[-1][:, :n], k, v, gates)
         for l in range(L - 1, 0, -1):
             deltas[l - 1] = act.vjp(deltas[l] @ W[l], z[l - 1][:, :n])
-        y = structure.output(q, z[-1][:, n:])
+        y = y_kq[:, n:].contiguous()
         new_W, new_S = [], []
         for l in range(L):
             s = scale_weights(S[l], eta).baddbmm_(deltas[l].mT, a[l][:, :n], alpha=-1.0)
@@ -71,7 +61,7 @@ class ChunkwiseStackChunk(torch.autograd.Function):
             new_W.append(W[l] + s if alpha is None else scale_weights(W[l], alpha).add_(s))  # no weight-sized temporary
         if read_last:  # the chunk's last step reads after the chunk's write
             last = q[:, -1:]
-            y = torch.cat([y[:, :-1], structure.output(last, _forward_stack(structure, act, new_W, last)[-1])], dim=1)
+            y = torch.cat([y[:, :-1], structure.run(new_W, last)], dim=1)
         ctx.meta, ctx.read_last = meta, read_last
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(k, v, q, alpha, eta, *rest, *z, *(new_W if read_last else ()))
@@ -97,8 +87,8 @@ class ChunkwiseStackChunk(torch.autograd.Function):
         gq_last = None
         if ctx.read_last and gy is not None:  # the last step's read at W': its gradient joins dW'
             new_W, last = list(rest[G + 3 * L:]), q[:, -1:]
-            zl = _forward_stack(structure, act, new_W, last)
-            bl = [last] + [act.fn(zl[l]) for l in range(L - 1)]
+            _, cache = structure.run(new_W, last, cache=True)
+            bl, zl = cache.inputs, cache.pre
             gz = structure.output_delta(zl[-1], gy[:, -1:])
             for l in range(L - 1, -1, -1):
                 gW_new[l], ownW[l] = _add_outer(gW_new[l], ownW[l], gz, bl[l]), True
