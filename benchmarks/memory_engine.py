@@ -18,7 +18,9 @@ Contenders (forward + backward of loss = y.pow(2).mean()):
 Two semantics. DESIGN.md's recurrence (ours-chunked) applies momentum and decay per token in closed form and reads
 every token after its own write (exact in-chunk read-after-write): 81.6 GFLOP per fwd+bwd at this config.
 titans-pytorch applies them once per chunk and reads at the chunk-start weights: about 51 GFLOP. The ratios are
-printed for both: ours-chunked against titans (different work), ours-chunkwise against titans (the same work).
+printed for both: ours-chunked against titans (different work), ours-chunkwise against titans (the same work; with
+its default batch_size=None titans-pytorch takes every chunk's gradient at the call's start weights, ours at each
+chunk's start: the same FLOPs, and chunk_momentum equals NeuralMemory(batch_size=chunk_size) exactly).
 
 Also measured: an fp32 matmul ceiling (GFLOP/s of torch.mm / torch.bmm) and the GFLOP/s our chunked
 engine achieves, counting its matmul FLOPs with torch.utils.flop_counter.FlopCounterMode.

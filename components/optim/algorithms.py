@@ -20,13 +20,15 @@ class MomentumGD(MemoryAlgorithm):
 
 @ALGORITHMS.register("chunk_momentum")
 class ChunkMomentumGD(MemoryAlgorithm):
-    """Titans' momentum with the chunk as the step (titans-pytorch): the chunk's gradients, all at its start weights
-    and scaled by theta_t, are summed into one surprise; eta and alpha are the chunk's first step's gates (applied once
-    per chunk); A_c = alpha A_{c-1} + S_c. Reads inside a chunk see its start weights (the last step, reading after
-    its write, sees the new ones). With chunk_size 1 this is 'momentum'."""
+    """Titans' momentum with the chunk as the step: the chunk's gradients, all at its start weights and scaled by
+    theta_t, are summed into one surprise; eta and alpha are the chunk's first step's gates (applied once per chunk);
+    A_c = alpha A_{c-1} + S_c. Reads inside a chunk see its start weights (the last step, reading after its write, sees
+    the new ones). With chunk_size 1 this is 'momentum'. It is titans-pytorch's NeuralMemory with batch_size =
+    chunk_size (tests/components/test_titans_pytorch.py); NeuralMemory's default takes every chunk's gradient of a
+    call at the call's start weights, so its result depends on where a stream is cut."""
 
     summary = ("one momentum step per chunk, S_c = eta S_{c-1} - sum_t theta_t u_t, reads at chunk-start weights "
-               "(titans-pytorch's NeuralMemory)")
+               "(titans-pytorch's NeuralMemory with batch_size = chunk_size)")
     uses_momentum = True
     per_chunk = True
 

@@ -130,10 +130,11 @@ def test_titans_linear_closed_form_with_momentum_and_decay(chunk):
 
 @pytest.mark.parametrize("read", ["after", "before"])
 def test_titans_pytorch_chunk_momentum_on_a_deep_memory(read):
-    """titans-pytorch's NeuralMemory (store_memories / retrieve_memories), written out: one surprise per chunk,
-    -sum_t theta_t grad 1/2||M_W(k_t) - v_t||^2 at the chunk-start weights; S_c = eta_c S_{c-1} + surprise_c and
-    W_c = alpha_c W_{c-1} + S_c (its two associative scans); retrieval pads the sequence by one token, so token t
-    reads updates[(t + 1) // C] of [W_0, W_1, ...] (read before write: updates[t // C])."""
+    """titans-pytorch's NeuralMemory (store_memories / retrieve_memories, batch_size = chunk size), written out: one
+    surprise per chunk, -sum_t theta_t grad 1/2||M_W(k_t) - v_t||^2 at the chunk-start weights;
+    S_c = eta_c S_{c-1} + surprise_c and W_c = alpha_c W_{c-1} + S_c (its two associative scans); retrieval pads
+    the sequence by one token, so token t reads updates[(t + 1) // C] of [W_0, W_1, ...] (read before write:
+    updates[t // C]). test_titans_pytorch.py checks the same against the library itself."""
     C = 3
     rule = MemoryRule("mlp", "l2", "decay", "chunk_momentum")
     acc, k, v, q, g = engine_inputs(rule, T=10)
