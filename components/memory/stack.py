@@ -39,8 +39,13 @@ class Activation:
 _SQRT_HALF = 1.0 / math.sqrt(2.0)
 
 
+# exp below about -87 underflows float32 to subnormals and zero, which the vectorised exp computes 15-25x slower (a
+# fifth of the chunkwise step's elementwise time at the benchmark's sizes); exp(-87) ~ 1.6e-38 is zero for any sum.
+_EXP_FLOOR = -87.0
+
+
 def _gauss(z: Tensor) -> Tensor:
-    return torch.exp(-0.5 * z * z) * (1.0 / math.sqrt(2.0 * math.pi))
+    return torch.exp((-0.5 * z * z).clamp_(min=_EXP_FLOOR)) * (1.0 / math.sqrt(2.0 * math.pi))
 
 
 def _gelu_d1(z: Tensor) -> Tensor:
