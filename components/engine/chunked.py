@@ -91,8 +91,10 @@ class _Step:
         return MemoryState(acc, mom, read, grad_at, offset)
 
     def fix_chunk_end_read(self, y: Tensor, new: MemoryState, inp: StepInputs) -> Tensor:
-        # A non-identity link is applied at the chunk end, so the chunk's last read-after-write sees it.
-        if self.read_after and new.offset == 0 and not self.rule.retention.identity_link:
+        # A non-identity link is applied at the chunk end, and a per-chunk algorithm writes only there: the chunk's
+        # last read-after-write sees the new weights.
+        rereads = not self.rule.retention.identity_link or self.rule.algorithm.per_chunk
+        if self.read_after and new.offset == 0 and rereads:
             last = self.rule.structure.forward(new.read, inp.q[:, -1:])
             y = torch.cat([y[:, :-1], last], dim=1)
         return y
@@ -230,13 +232,8 @@ class ChunkUpdateStep(_Step):
         if offset < chunk_size:
             return y, MemoryState(acc, mom, st.read, st.grad_at, offset)
         new = self.rule.retention.link(acc)
-        if self.read_after:
-            y = self.read_last(y, new, inp.q)
-        return y, MemoryState(acc, mom, new, new, 0)
-
-    def read_last(self, y: Tensor, weights: list[Tensor], q: Tensor) -> Tensor:
-        """The chunk's last step reads after the chunk's write: its output again at the new weights."""
-        return torch.cat([y[:, :-1], self.rule.structure.forward(weights, q[:, -1:])], dim=1)
+        state = MemoryState(acc, mom, new, new, 0)
+        return self.fix_chunk_end_read(y, state, inp), state
 
 
 class FusedChunkUpdateStep(ChunkUpdateStep):

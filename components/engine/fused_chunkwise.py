@@ -19,16 +19,9 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ..memory.stack import ACTIVATIONS
-from .fused_stack import GradientPool, _add_pairs, _dots, _head, _Meta, backprop_deltas, recompute_deltas
+from .fused_stack import (GradientPool, _add_pairs, _dots, _head, _Meta, backprop_deltas, delta_chain, recompute_deltas,
+                          scaled_owned)
 from .ops import scale_weights
-
-
-def _scaled(g: Tensor, own: bool, coef: Tensor | None) -> Tensor:
-    """coef * g (g itself without coef) as a tensor this backward may write to: in place if it owns g."""
-    if own:
-        return g if coef is None else g.mul_(coef[:, None, None])
-    # contiguous: a strided base would send the weight gradient's baddbmm_ to a per-matrix loop with copies
-    return g.clone(memory_format=torch.contiguous_format) if coef is None else scale_weights(g, coef).contiguous()
 
 
 def _add_outer(g: Tensor | None, own: bool, x: Tensor, y: Tensor) -> Tensor:
@@ -49,10 +42,7 @@ class ChunkwiseStackChunk(torch.autograd.Function):
         n = k.shape[1]
         y_kq, cache = structure.run(W, torch.cat([k, q], dim=1), cache=True)
         a, z = cache.inputs, cache.pre
-        deltas = [None] * L
-        deltas[-1] = _head(meta.rule, z[-1][:, :n], k, v, gates)
-        for l in range(L - 1, 0, -1):
-            deltas[l - 1] = act.vjp(deltas[l] @ W[l], z[l - 1][:, :n])
+        deltas, _ = delta_chain(act, W, [t[:, :n] for t in z], _head(meta.rule, z[-1][:, :n], k, v, gates))
         y = y_kq[:, n:].contiguous()
         new_W, new_S = [], []
         for l in range(L):
@@ -155,7 +145,7 @@ class ChunkwiseStackChunk(torch.autograd.Function):
                 gS.append(None)
             else:
                 gS.append(pool.give(g.mul_(eta[:, None, None]) if own[l] else scale_weights(g, eta)))
-            base = None if gW_new[l] is None else _scaled(gW_new[l], ownW[l], alpha)
+            base = None if gW_new[l] is None else scaled_owned(gW_new[l], ownW[l], alpha)
             gW.append(pool.give(_add_pairs(base, w_pairs[l])))
         return (None, None, gk, gv, gq, galpha, geta, *g_gates, *gW, *gS)
 

@@ -75,11 +75,17 @@ def _dots(grads: list, states: list[Tensor], N: int, like: Tensor) -> Tensor:
     return out
 
 
+def scaled_owned(g: Tensor, own: bool, coef: Tensor | None) -> Tensor:
+    """coef * g (g itself without coef) as a tensor the backward may write to: in place if it owns g."""
+    if own:
+        return g if coef is None else g.mul_(coef[:, None, None])
+    # contiguous: a strided base would send the weight gradient's baddbmm_ to a per-matrix loop with copies
+    return g.clone(memory_format=torch.contiguous_format) if coef is None else scale_weights(g, coef).contiguous()
+
+
 def _scaled(pool: GradientPool, g: Tensor | None, coef: Tensor) -> Tensor | None:
     """coef * g, in place if g is a gradient this scan handed out."""
-    if g is None:
-        return None
-    return g.mul_(coef[:, None, None]) if pool.take(g) else scale_weights(g, coef)
+    return None if g is None else scaled_owned(g, pool.take(g), coef)
 
 
 def _add_pairs(base: Tensor | None, pairs: list[tuple[Tensor, Tensor]]) -> Tensor:
@@ -87,6 +93,18 @@ def _add_pairs(base: Tensor | None, pairs: list[tuple[Tensor, Tensor]]) -> Tenso
     xs, ys = zip(*pairs)
     x, y = torch.cat(xs, dim=1).mT, torch.cat(ys, dim=1)
     return torch.bmm(x, y) if base is None else base.baddbmm_(x, y)
+
+
+def delta_chain(act, W: list[Tensor], z: list[Tensor], top: Tensor) -> tuple[list, list]:
+    """Per-token output gradients of every layer from the top one: delta_{l-1} = (delta_l W_l) * sigma'(z_{l-1});
+    returns the deltas and t_l = delta_l W_l."""
+    L = len(W)
+    deltas, ts = [None] * L, [None] * L
+    deltas[-1] = top
+    for l in range(L - 1, 0, -1):
+        ts[l] = deltas[l] @ W[l]
+        deltas[l - 1] = act.vjp(ts[l], z[l - 1])
+    return deltas, ts
 
 
 def recompute_deltas(meta: _Meta, W: list[Tensor], z: list[Tensor], k: Tensor, v: Tensor, gate_vals) -> tuple:
@@ -98,12 +116,7 @@ def recompute_deltas(meta: _Meta, W: list[Tensor], z: list[Tensor], k: Tensor, v
     head_in = [t.detach().requires_grad_(True) for t in (z[-1], k, v, *gate_vals)]
     with torch.enable_grad():
         head_out = _head(meta.rule, head_in[0], head_in[1], head_in[2], dict(zip(meta.gate_names, head_in[3:])))
-    deltas, ts = [None] * L, [None] * L
-    deltas[-1] = head_out.detach()
-    for l in range(L - 1, 0, -1):
-        ts[l] = deltas[l] @ W[l]
-        deltas[l - 1] = act.vjp(ts[l], z[l - 1])
-    return head_in, head_out, deltas, ts
+    return (head_in, head_out, *delta_chain(act, W, z, head_out.detach()))
 
 
 def backprop_deltas(act, W, z, ts, deltas, gdelta, w_pairs, head_in, head_out) -> tuple:
@@ -137,12 +150,7 @@ class FusedStackChunk(torch.autograd.Function):
             z.append(a[l] @ W[l].mT)
             if l < L - 1:
                 a.append(act.fn(z[l]))
-        deltas = [None] * L
-        deltas[-1] = _head(meta.rule, z[-1], k, v, gates)
-        ts = [None] * L
-        for l in range(L - 1, 0, -1):
-            ts[l] = deltas[l] @ W[l]
-            deltas[l - 1] = act.vjp(ts[l], z[l - 1])
+        deltas, _ = delta_chain(act, W, z, _head(meta.rule, z[-1], k, v, gates))
         b, zq = q, []
         for l in range(L):
             out = scale_tokens(b, beta_r) @ W[l].mT
