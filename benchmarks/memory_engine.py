@@ -33,6 +33,7 @@ library caches, about 36 MiB for ours), the free heap handed back, then one meas
 peak RSS (VmHWM, i.e. ru_maxrss of this process image, reset just before) minus the RSS just before it.
 
     python benchmarks/memory_engine.py [--quick] [--reps N]
+    python benchmarks/memory_engine.py --profile ours-chunked,ours-compiled,ours-chunkwise   # matmuls vs the rest
 """
 from __future__ import annotations
 
@@ -237,6 +238,29 @@ def memory_in_subprocess(name: str, quick: bool) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+MATMULS = ("aten::mm", "aten::bmm", "aten::addmm", "aten::addmm_", "aten::baddbmm", "aten::baddbmm_")
+
+
+def profile_split(names: list[str], cfg: Config, reps: int = 3) -> None:
+    """Where one fwd+bwd's time goes: profiled self CPU in matmuls and in everything else (mean of reps)."""
+    from torch.profiler import profile
+
+    steps = {name: make_contender(name, cfg)[2] for name in names}
+    for step in steps.values():  # warm-up: workspaces, and compiling for ours-compiled
+        step()
+        step()
+    for name, step in steps.items():
+        matmul = total = 0.0
+        for _ in range(reps):
+            with profile() as prof:
+                step()
+            for e in prof.key_averages():
+                total += e.self_cpu_time_total
+                matmul += e.self_cpu_time_total if e.key in MATMULS else 0.0
+        print(f"{name:<16} profiled self CPU {total / reps / 1e3:7.1f} ms: matmuls {matmul / reps / 1e3:7.1f} ms, "
+              f"the rest {(total - matmul) / reps / 1e3:7.1f} ms")
+
+
 # ---------------------------------------------------------------- report
 
 def mib(b: float) -> float:
@@ -252,13 +276,23 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="tiny sizes (seq 256, dim 64) for a smoke run")
     p.add_argument("--reps", type=int, default=3, help="timed reps per contender (round-robin)")
     p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--profile", metavar="NAMES", help="comma-separated contenders: print where one fwd+bwd's time "
+                   "goes (matmuls against the rest, torch.profiler) instead of the comparison")
     p.add_argument("--measure-memory", metavar="NAME", choices=CONTENDERS + SAME_RULE[1:], help=argparse.SUPPRESS)
     p.add_argument("--time-only", metavar="NAMES", help=argparse.SUPPRESS)
     args = p.parse_args()
     cfg = QUICK if args.quick else Config()
+    for flag, names in (("--profile", args.profile), ("--time-only", args.time_only)):
+        unknown = [name for name in (names or "").split(",") if names and name not in CONTENDERS + SAME_RULE]
+        if unknown:
+            p.error(f"{flag}: unknown contender {', '.join(unknown)}; allowed: {', '.join(CONTENDERS + SAME_RULE[1:])}")
 
     if args.measure_memory:
         print(json.dumps(measure_memory(args.measure_memory, cfg)))
+        return
+    if args.profile:
+        torch.set_num_threads(THREADS)
+        profile_split(args.profile.split(","), cfg)
         return
     if args.time_only:
         torch.set_num_threads(THREADS)
