@@ -63,7 +63,9 @@ REFERENCES = ("ours-reference", "ours-chunkwise-ref")  # timed on cfg.ref_seq to
 # Timed in a process of its own with ours-chunkwise: in the main round-robin its heap (freed, kept by glibc) made the
 # titans contender's steps 2x faster (fewer fresh pages to fault in), which would not be titans' own speed.
 SAME_RULE = ("ours-chunkwise", "titans-per-chunk")
-ALONE = ("ours-chunked", "ours-chunkwise", "titans")
+# The headline contenders: FLOP-counted, timed with tuned malloc, and timed each alone in a fresh process.
+HEADLINE = ("ours-chunked", "ours-chunkwise", "titans")
+KNOWN = CONTENDERS + SAME_RULE[1:]
 # glibc hands freed heap back to the OS past its trim threshold and serves big blocks by fresh mmaps: a step that
 # allocates gigabytes of temporaries then page-faults them all in again. Raising both thresholds shows that share.
 TUNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(2 ** 30), "MALLOC_TRIM_THRESHOLD_": str(2 ** 40)}
@@ -105,6 +107,11 @@ def titans(cfg: Config, batch_size: int | None = None) -> torch.nn.Module:
                               default_model_kwargs=dict(depth=cfg.depth, expansion_factor=cfg.expansion))
 
 
+def contender_seq(name: str, cfg: Config) -> int:
+    """Tokens per sequence a contender is timed on: the token-by-token references get a shorter one."""
+    return cfg.ref_seq if name in REFERENCES else cfg.seq
+
+
 def make_contender(name: str, cfg: Config):
     """Returns (module, input, step) where step() runs one fwd+bwd."""
     torch.manual_seed(0)
@@ -116,8 +123,7 @@ def make_contender(name: str, cfg: Config):
         module.checkpoint = "auto"
     if name == "ours-compiled":
         module.compile = True
-    seq = cfg.ref_seq if name in REFERENCES else cfg.seq
-    x = torch.randn(cfg.batch, seq, cfg.dim)
+    x = torch.randn(cfg.batch, contender_seq(name, cfg), cfg.dim)
     kwargs = {"path": "reference"} if name in REFERENCES else {"path": "stack"} if name == "ours-stack" else {}
 
     def step():
@@ -260,7 +266,7 @@ def profile_split(names: list[str], cfg: Config, reps: int = 3) -> None:
             for e in prof.key_averages():
                 total += e.self_cpu_time_total
                 matmul += e.self_cpu_time_total if e.key in MATMULS else 0.0
-        print(f"{name:<16} profiled self CPU {total / reps / 1e3:7.1f} ms: matmuls {matmul / reps / 1e3:7.1f} ms, "
+        print(f"{name:<19} profiled self CPU {total / reps / 1e3:7.1f} ms: matmuls {matmul / reps / 1e3:7.1f} ms, "
               f"the rest {(total - matmul) / reps / 1e3:7.1f} ms")
 
 
@@ -281,14 +287,14 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--profile", metavar="NAMES", help="comma-separated contenders: print where one fwd+bwd's time "
                    "goes (matmuls against the rest, torch.profiler) instead of the comparison")
-    p.add_argument("--measure-memory", metavar="NAME", choices=CONTENDERS + SAME_RULE[1:], help=argparse.SUPPRESS)
+    p.add_argument("--measure-memory", metavar="NAME", choices=KNOWN, help=argparse.SUPPRESS)
     p.add_argument("--time-only", metavar="NAMES", help=argparse.SUPPRESS)
     args = p.parse_args()
     cfg = QUICK if args.quick else Config()
     for flag, names in (("--profile", args.profile), ("--time-only", args.time_only)):
-        unknown = [name for name in (names or "").split(",") if names and name not in CONTENDERS + SAME_RULE]
+        unknown = [name for name in (names or "").split(",") if names and name not in KNOWN]
         if unknown:
-            p.error(f"{flag}: unknown contender {', '.join(unknown)}; allowed: {', '.join(CONTENDERS + SAME_RULE[1:])}")
+            p.error(f"{flag}: unknown contender {', '.join(unknown)}; allowed: {', '.join(KNOWN)}")
 
     if args.measure_memory:
         print(json.dumps(measure_memory(args.measure_memory, cfg)))
@@ -309,7 +315,7 @@ def main() -> None:
     print(f"config: batch {cfg.batch}, seq {cfg.seq}, dim {cfg.dim}, chunk {cfg.chunk}, heads {cfg.heads}, "
           f"MLP memory depth {cfg.depth} expansion {cfg.expansion}, momentum + decay")
     print(f"NOTE: {' and '.join(REFERENCES)} are timed (and memory-measured) at seq {cfg.ref_seq}, batch {cfg.batch}; "
-          f"its cost is linear in length, so tokens/s is comparable.\n")
+          f"their cost is linear in length, so tokens/s is comparable.\n")
 
     ceiling = matmul_ceiling(cfg)
     print("fp32 matmul ceiling (best of 5):")
@@ -318,23 +324,23 @@ def main() -> None:
     ceiling_gflops = max(ceiling.values())
 
     contenders = {name: make_contender(name, cfg) for name in CONTENDERS}
-    flops = {name: count_flops(contenders[name][2]) for name in ("ours-chunked", "ours-chunkwise", "titans")}
+    flops = {name: count_flops(contenders[name][2]) for name in HEADLINE}
     print("\nFlopCounterMode, one fwd+bwd (matmul FLOPs): "
           + ", ".join(f"{name} {f / 1e9:.2f} GFLOP" for name, f in flops.items()))
 
     times = time_round_robin({n: c[2] for n, c in contenders.items()}, args.warmup, args.reps)
     del contenders["titans"]  # its parameters and heap are not needed for the rest
     memory = {name: memory_in_subprocess(name, args.quick) for name in CONTENDERS}
-    tuned = times_in_subprocess(["ours-chunked", "ours-chunkwise", "titans"], args, TUNED_MALLOC)
+    tuned = times_in_subprocess(list(HEADLINE), args, TUNED_MALLOC)
     # Each alone in a fresh process, as a user runs one model: glibc's state then comes from that model's own frees.
-    alone = {name: times_in_subprocess([name], args, {})[name] for name in ALONE}
+    alone = {name: times_in_subprocess([name], args, {})[name] for name in HEADLINE}
 
     print(f"\nfwd+bwd, {args.warmup} warm-up + {args.reps} timed reps, round-robin:")
     print(f"  {'contender':<19}{'seq':>6}{'median s':>10}{'best s':>9}{'tok/s med':>11}{'tok/s best':>11}"
           f"{'peak MiB':>10}")
     tok_s = {}
     for name, ts in times.items():
-        seq = cfg.ref_seq if name in REFERENCES else cfg.seq
+        seq = contender_seq(name, cfg)
         tokens = cfg.batch * seq
         med, best = statistics.median(ts), min(ts)
         tok_s[name] = tokens / med
