@@ -38,9 +38,9 @@ def contender(name: str, cfg: Config, device: str):
     if name == "titans":
         module = titans(cfg).to(device)
     else:
-        module = ours(cfg, "chunk_momentum" if name == "ours-chunkwise" else "momentum").to(device)
-    if name == "ours-lean":
-        module.checkpoint = "auto"  # activation checkpointing over sqrt(chunks)-chunk segments
+        # ours-lean: activation checkpointing over sqrt(chunks)-chunk segments
+        execution = {"checkpoint": "auto"} if name == "ours-lean" else None
+        module = ours(cfg, "chunk_momentum" if name == "ours-chunkwise" else "momentum", execution).to(device)
     seq = cfg.ref_seq if name == "ours-reference" else cfg.seq
     x = torch.randn(cfg.batch, seq, cfg.dim, device=device)
     kwargs = {"path": {"ours-reference": "reference", "ours-stack": "stack"}[name]} if name in ("ours-reference", "ours-stack") else {}

@@ -6,8 +6,8 @@ Contenders (forward + backward of loss = y.pow(2).mean()):
                   the fused stack step, one autograd node per chunk with a hand-written backward)
   ours-stack      the same chunked math written in autograd ops (path="stack"): what the fused step replaces
   ours-lean       ours-chunked with activation checkpointing over sqrt(chunks)-chunk segments
-                  (MemoryLayer(checkpoint="auto")): less memory for about one more forward of the engine
-  ours-compiled   ours-chunked with each chunk step through torch.compile (MemoryLayer(compile=True)): the
+                  (MemoryLayer(execution={"checkpoint": "auto"})): less memory for about one more forward of the engine
+  ours-compiled   ours-chunked with each chunk step through torch.compile (MemoryLayer(execution={"compile": True})): the
                   chunk's elementwise work fused around the matmuls; compiled in the warm-up rep
   ours-reference  the same module, token-by-token oracle (path="reference"), timed on a shorter
                   sequence: its cost is linear in length, so tokens/s stays comparable
@@ -91,12 +91,13 @@ QUICK = Config(seq=256, dim=64, ref_seq=32, mm_size=512, bmm_shape=(16, 64, 256)
 
 # ---------------------------------------------------------------- contenders
 
-def ours(cfg: Config, algorithm: str = "momentum") -> torch.nn.Module:
+def ours(cfg: Config, algorithm: str = "momentum", execution: dict | None = None) -> torch.nn.Module:
     from components.layers import MemoryLayer
 
     rule = dict(structure=dict(name="mlp", depth=cfg.depth, expansion=cfg.expansion), bias="l2",
                 retention="decay", algorithm=algorithm)
-    return MemoryLayer(cfg.dim, rule, heads=cfg.heads, chunk_size=cfg.chunk, conv_size=0, output="linear")
+    return MemoryLayer(cfg.dim, rule, heads=cfg.heads, chunk_size=cfg.chunk, conv_size=0, output="linear",
+                       execution=execution)
 
 
 def titans(cfg: Config, batch_size: int | None = None) -> torch.nn.Module:
@@ -118,11 +119,8 @@ def make_contender(name: str, cfg: Config):
     if name.startswith("titans"):
         module = titans(cfg, cfg.chunk if name == "titans-per-chunk" else None)
     else:
-        module = ours(cfg, "chunk_momentum" if name.startswith("ours-chunkwise") else "momentum")
-    if name == "ours-lean":
-        module.checkpoint = "auto"
-    if name == "ours-compiled":
-        module.compile = True
+        execution = {"ours-lean": {"checkpoint": "auto"}, "ours-compiled": {"compile": True}}.get(name)
+        module = ours(cfg, "chunk_momentum" if name.startswith("ours-chunkwise") else "momentum", execution)
     x = torch.randn(cfg.batch, contender_seq(name, cfg), cfg.dim)
     kwargs = {"path": "reference"} if name in REFERENCES else {"path": "stack"} if name == "ours-stack" else {}
 

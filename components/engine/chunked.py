@@ -21,12 +21,12 @@ import torch.utils.checkpoint
 from torch import Tensor
 
 from ..memory import StackMemory
-from ..options import ComponentError
 from ..optim import StepInputs
 from .coefficients import ChunkCoefficients, chunk_coefficients
+from .execution import auto_chunked_path
 from .fused import decay_update
 from .fused_chunkwise import chunkwise_stack_chunk
-from .fused_stack import GradientPool, fused_stack_chunk, fused_supported
+from .fused_stack import GradientPool, fused_stack_chunk
 from .ops import dual_read, linear_wt, scale_tokens, scale_weights, scaled_output_grad
 from .state import MemoryState
 
@@ -316,18 +316,10 @@ def segment_length(checkpoint: int | str | None, n_chunks: int) -> int:
 _COMPILED: dict[type, object] = {}
 
 
-def auto_path(rule) -> str:
-    """The chunked path a rule takes by default: 'fused' where it applies, 'stack' for other stacks of linear layers,
-    else the generic 'func'."""
-    if fused_supported(rule):
-        return "fused"
-    return "stack" if isinstance(rule.structure, StackMemory) else "func"
-
-
 def compilable(rule) -> bool:
     """Whether memory_scan(compile=True) applies: the stack and exact paths, not the generic torch.func one (every
     rule with an exact form has a linear memory, a stack)."""
-    return auto_path(rule) != "func"
+    return auto_chunked_path(rule) != "func"
 
 
 def compiled_step(step: _Step):
@@ -345,24 +337,9 @@ def compiled_step(step: _Step):
     return lambda st, inp, chunk_size: call(step, st, inp, chunk_size)
 
 
-def chunked_scan(rule, state: MemoryState, inputs: StepInputs, chunk_size: int, read_after: bool, path: str = "auto",
+def chunked_scan(rule, state: MemoryState, inputs: StepInputs, chunk_size: int, read_after: bool, path: str,
                  checkpoint: int | str | None = None, compile: bool = False):
-    if path == "auto":
-        path = auto_path(rule)
-        if compile and path == "fused":  # dynamo compiles the autograd-traced step, not a hand-written backward
-            path = "stack"
-    if path == "fused" and not fused_supported(rule):
-        raise ComponentError(f"path 'fused': rule {rule.name} needs a stack memory, an identity link, per-head gates "
-                             "and the gradient at the weights themselves; use path 'stack' or 'auto'")
-    if compile and path == "fused":
-        raise ComponentError("compile: path 'fused' has a hand-written backward and runs eagerly; use path 'stack' "
-                             "or 'auto' with compile")
-    if checkpoint and path == "func":
-        raise ComponentError(f"checkpoint: rule {rule.name} runs on the torch.func path (a memory that is not a stack "
-                             "of linear layers), which cannot run under activation checkpointing; use checkpoint=null")
-    if compile and path == "func":
-        raise ComponentError(f"compile: rule {rule.name} runs on the torch.func path (a memory that is not a stack of "
-                             "linear layers), which is not compiled; use compile=false")
+    """Run a concrete chunked path ('exact', 'fused', 'stack' or 'func', as execution.plan picked and checked it)."""
     if rule.algorithm.per_chunk:
         step = FusedChunkUpdateStep(rule, read_after) if path == "fused" else ChunkUpdateStep(rule, read_after, path == "stack")
     else:

@@ -1,17 +1,18 @@
 """Entry point of the memory engine: validate inputs, pick a path, run, pick the read positions."""
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import torch
 from torch import Tensor
 
 from ..optim import StepInputs
 from ..options import ComponentError
-from .chunked import chunked_scan, exact_parallel_supported
+from .chunked import chunked_scan
+from .execution import Execution, plan
 from .reference import reference_scan
 from .rule import MemoryRule
 from .state import MemoryState
-
-PATHS = ("auto", "exact", "fused", "stack", "func", "reference")
 
 
 def memory_scan(
@@ -23,10 +24,8 @@ def memory_scan(
     state: MemoryState | list[Tensor],
     chunk_size: int = 64,
     read: str = "after",
-    path: str = "auto",
-    exact: bool | None = None,
-    checkpoint: int | str | None = None,
-    compile: bool = False,
+    execution: Execution | Mapping[str, Any] | None = None,
+    **how: Any,
 ) -> tuple[Tensor, MemoryState]:
     """Run the memory over a sequence.
 
@@ -35,12 +34,16 @@ def memory_scan(
     state: a MemoryState to continue from, or the initial accumulator (list of (N, *shape)).
     chunk_size counts inner steps. Returns y (N, T, d_out) and the new state.
 
+    How it runs is an `Execution` (execution.py), given whole or as its fields (path=, exact=, checkpoint=,
+    compile=) that override it; `execution.plan` picks the path for the rule and the device:
+
     exact: the inner recurrence token by token (True), or the mini-batch recurrence of the chunked form with
     every gradient of a chunk at the chunk-start weights (False; TTT/Titans semantics). Both are the same
     for chunk_size 1. Default: exact where a parallel exact form exists (linear memory, l2 or dot bias, per-head
     gates: DeltaNet, Gated DeltaNet, Longhorn, Titans-linear), so chunk_size is then only a speed knob;
     the paths 'fused', 'stack' and 'func' compute the mini-batch form ('fused' and 'stack' are the same math,
-    'fused' with a hand-written backward: faster and leaner; 'auto' takes it where it applies).
+    'fused' with a hand-written backward: faster and leaner; 'auto' takes it where it applies). On CUDA, 'auto'
+    runs the rules flash-linear-attention has kernels for on those kernels (path 'fla', fla_backend.py).
 
     checkpoint: trade compute for memory in training: None keeps every chunk's activations for backward;
     an integer n recomputes segments of n chunks in backward (activation checkpointing), 'auto' uses
@@ -50,38 +53,21 @@ def memory_scan(
     length compiles (tens of seconds on a CPU), later ones run fused elementwise code around the matmuls.
     Results equal the eager step to float rounding.
     """
+    execution = Execution.of(execution, **how)
     if read not in ("after", "before"):
         raise ComponentError(f"read must be 'after' or 'before', got {read!r}")
-    if path not in PATHS:
-        raise ComponentError(f"path must be one of {', '.join(PATHS)}, got {path!r}")
     if chunk_size < 1:
         raise ComponentError(f"chunk_size must be >= 1, got {chunk_size}")
-    if not (checkpoint in (None, "auto") or (isinstance(checkpoint, int) and not isinstance(checkpoint, bool)
-                                              and checkpoint >= 0)):
-        raise ComponentError(f"checkpoint must be null, 'auto' or a number of chunks >= 0, got {checkpoint!r}")
-    if not isinstance(compile, bool):
-        raise ComponentError(f"compile must be true or false, got {compile!r}")
-    if compile and path == "reference":
-        raise ComponentError("compile applies to the chunked paths; path 'reference' runs eagerly, token by token")
-    supported = exact_parallel_supported(rule)
-    if exact is None:
-        exact = supported and path not in ("fused", "stack", "func")
-    if exact and rule.algorithm.per_chunk:
-        raise ComponentError(f"exact=True: algorithm '{rule.algorithm.name}' updates the memory once per chunk, so "
-                             "chunk_size is part of its rule and there is no token-by-token form; use exact=False")
-    if exact and not supported:
-        raise ComponentError(f"exact=True: rule {rule.name} has no exact parallel form (it needs a linear memory, "
-                             "an l2 or dot bias, per-head gates and an identity link); use exact=False")
-    if exact and path in ("fused", "stack", "func"):
-        raise ComponentError(f"path '{path}' computes the mini-batch form; pass exact=False or path='exact'")
-    if not exact and path == "exact":
-        raise ComponentError("path 'exact' computes the exact recurrence; it cannot run with exact=False")
+    read_after = read == "after"
+    chosen = plan(rule, execution, k.device, read_after)
     missing = set(rule.gates()) - set(gates)
     if missing:
         raise ComponentError(f"rule {rule.name} needs gates {sorted(rule.gates())}; missing {sorted(missing)}")
+    device_type = k.device.type
+    io_dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
     dtype = torch.float64 if k.dtype == torch.float64 else torch.float32
     # The inner loop runs in fp32 even under bf16 autocast: state updates accumulate over the sequence.
-    with torch.autocast(device_type=k.device.type, enabled=False):
+    with torch.autocast(device_type=device_type, enabled=False):
         cast = lambda x: x.to(dtype)  # noqa: E731
         if not isinstance(state, MemoryState):
             state = MemoryState.start(rule, [cast(a) for a in state])
@@ -89,12 +75,13 @@ def memory_scan(
         used = {n: cast(gates[n]) for n in rule.gates()}
         inputs = StepInputs(cast(k), cast(v), cast(q), used)
         inputs = rule.algorithm.prepare(inputs)
-        read_after = read == "after"
-        if path == "reference":
-            y, state = reference_scan(rule, state, inputs, 1 if exact else chunk_size, read_after)
+        if chosen.backend is not None:
+            y, state = chosen.backend.scan(rule, state, inputs, read_after, io_dtype)
+        elif chosen.path == "reference":
+            y, state = reference_scan(rule, state, inputs, 1 if chosen.exact else chunk_size, read_after)
         else:
-            y, state = chunked_scan(rule, state, inputs, chunk_size, read_after, "exact" if exact else path,
-                                    checkpoint, compile)
+            y, state = chunked_scan(rule, state, inputs, chunk_size, read_after, chosen.path,
+                                    execution.checkpoint, execution.compile)
         steps = rule.algorithm.steps_per_token()
         if steps > 1:
             y = y[:, steps - 1 :: steps] if read_after else y[:, ::steps]

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from ..engine import MemoryRule, MemoryState, memory_scan
+from ..engine import Execution, MemoryRule, MemoryState, Plan, memory_scan, plan
 from ..options import ComponentError
 from .conv import ShortConv
 from .gates import GateProjection
@@ -38,18 +38,18 @@ class MemoryLayerState:
 
 class MemoryLayer(nn.Module):
     def __init__(self, dim: int, rule: MemoryRule | dict, heads: int = 1, head_dim: int | None = None,
-                 chunk_size: int = 64, read: str = "after", max_lr: float = 1.0, exact: bool | None = None,
-                 conv_size: int = 4, output: str = "gated", gate_projection: str = "linear", gate_rank: int = 16,
-                 persistent_tokens: int = 0, checkpoint: int | str | None = None, compile: bool = False) -> None:
+                 chunk_size: int = 64, read: str = "after", max_lr: float = 1.0, conv_size: int = 4,
+                 output: str = "gated", gate_projection: str = "linear", gate_rank: int = 16, persistent_tokens: int = 0,
+                 execution: Execution | Mapping[str, Any] | None = None) -> None:
         super().__init__()
         if output not in OUTPUTS:
             raise ComponentError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
         self.rule = rule if isinstance(rule, MemoryRule) else MemoryRule(**rule)
         self.dim, self.heads = dim, heads
         self.head_dim = head_dim or dim // heads
-        self.chunk_size, self.read, self.exact, self.output = chunk_size, read, exact, output
-        self.checkpoint = checkpoint  # memory_scan's activation checkpointing (memory for compute in training)
-        self.compile = compile  # memory_scan's torch.compile of each chunk step (execution only, like checkpoint)
+        self.chunk_size, self.read, self.output = chunk_size, read, output
+        # How the engine runs the rule (path, exactness, checkpointing, compile): never what the layer computes.
+        self.execution = Execution.of(execution)
         self.rule.check_dims(self.head_dim, self.head_dim)
         self.steps = self.rule.algorithm.steps_per_token()
         inner = self.inner = heads * self.head_dim
@@ -92,12 +92,15 @@ class MemoryLayer(nn.Module):
         q = F.normalize(rearrange(q, "b t (h d) -> (b h) t d", h=self.heads), dim=-1)
         k, v = rearrange(kv, "b t (two s h d) -> two (b h) (t s) d", two=2, h=self.heads, s=self.steps)
         k = F.normalize(k, dim=-1)
-        opts = {"chunk_size": self.chunk_size, "read": self.read, "exact": self.exact, "checkpoint": self.checkpoint,
-                "compile": self.compile, **engine}
         memory = self.initial_memory(b) if state is None else state.memory
-        y, memory = memory_scan(self.rule, k, v, q, self.make_gates(x), memory, **opts)
+        y, memory = memory_scan(self.rule, k, v, q, self.make_gates(x), memory, self.chunk_size, self.read,
+                                self.execution, **engine)
         out = self._output(y.to(x.dtype), x, b)
         return out[:, out.shape[1] - n_in:], MemoryLayerState(memory, conv_state)
+
+    def plan(self, device: torch.device | str = "cpu") -> Plan:
+        """The engine path this layer's rule takes on `device` (what a run records as memory.path)."""
+        return plan(self.rule, self.execution, device, self.read == "after")
 
     def state_numel(self, seq_len: int = 0) -> int:
         """Numbers held per sequence between calls (independent of length): every head's memory weights,

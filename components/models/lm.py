@@ -5,6 +5,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from ..engine import Execution
 from ..layers import CausalSelfAttention, MemoryLayer, SwiGLU
 from .hybrids import MemoryAsContext, MemoryAsGate
 from .spec import ArchitectureSpec
@@ -31,6 +32,7 @@ def build_mixer(kind: str, spec: ArchitectureSpec) -> nn.Module:
 
     def memory(persistent_tokens: int | None = None) -> MemoryLayer:
         kw = spec.memory.layer_kwargs()
+        kw["execution"] = Execution(exact=kw.pop("exact"))
         if persistent_tokens is not None:
             kw["persistent_tokens"] = persistent_tokens
         return MemoryLayer(spec.dim, spec.memory.rule(), **kw)

@@ -13,6 +13,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from components.engine import Execution
 from components.engine.chunked import compilable
 from components.layers import MemoryLayer
 from components.models import ArchitectureSpec, LanguageModel
@@ -67,11 +68,11 @@ def compile_memory_layers(model: torch.nn.Module) -> int:
     A rule on the generic torch.func path stays eager (it is not compiled), with a note saying so."""
     layers = [m for m in model.modules() if isinstance(m, MemoryLayer)]
     for layer in layers:
-        layer.compile = compilable(layer.rule)
-    eager = sorted({layer.rule.name for layer in layers if not layer.compile})
+        layer.execution = Execution.of(layer.execution, compile=compilable(layer.rule))
+    eager = sorted({layer.rule.name for layer in layers if not layer.execution.compile})
     if eager:
         print(f"train.compile: rule {', '.join(eager)} runs on the torch.func path and stays eager", flush=True)
-    return sum(layer.compile for layer in layers)
+    return sum(layer.execution.compile for layer in layers)
 
 
 def train(spec: ArchitectureSpec, task: Task, cfg: TrainConfig, out_dir: Path, tracker=None,

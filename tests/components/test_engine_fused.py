@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from components import ComponentError, MemoryRule, memory_scan
-from components.engine.chunked import auto_path
+from components.engine.execution import auto_chunked_path as auto_path
 from components.engine.fused_stack import fused_supported
 
 from .helpers import engine_inputs, rel_err
