@@ -26,8 +26,8 @@ class Backend:
     name = ""
     auto = True  # whether path 'auto' takes it on a device where it is available
 
-    def unavailable(self, device: torch.device) -> str | None:
-        """Why this backend cannot run on `device` (not that device type, library missing), or None."""
+    def unavailable(self, device: torch.device, dtype: torch.dtype) -> str | None:
+        """Why this backend cannot run on `device` with inputs of `dtype` (device type, library missing), or None."""
         raise NotImplementedError
 
     def unsupported(self, rule, exact: bool, read_after: bool) -> str | None:
@@ -120,8 +120,10 @@ def auto_chunked_path(rule) -> str:
     return "stack" if isinstance(rule.structure, StackMemory) else "func"
 
 
-def plan(rule, execution: Execution, device: torch.device | str = "cpu", read_after: bool = True) -> Plan:
-    """Pick the path for a rule, its execution settings and a device; every refusal names the setting and why."""
+def plan(rule, execution: Execution, device: torch.device | str = "cpu", read_after: bool = True,
+         dtype: torch.dtype = torch.float32) -> Plan:
+    """Pick the path for a rule, its execution settings, a device and the input dtype; every refusal names the
+    setting and why."""
     from .chunked import exact_parallel_supported
     from .fused_stack import fused_supported
 
@@ -144,7 +146,7 @@ def plan(rule, execution: Execution, device: torch.device | str = "cpu", read_af
 
     if path in BACKENDS:
         backend = BACKENDS[path]
-        reason = backend.unavailable(device) or backend.unsupported(rule, exact, read_after)
+        reason = backend.unavailable(device, dtype) or backend.unsupported(rule, exact, read_after)
         if reason:
             raise ComponentError(f"path '{path}': {reason}; use path 'auto'")
         if compile:
@@ -152,7 +154,7 @@ def plan(rule, execution: Execution, device: torch.device | str = "cpu", read_af
         return Plan(path, exact)
     if path == "auto":
         for backend in BACKENDS.values():
-            if backend.auto and not (backend.unavailable(device) or backend.unsupported(rule, exact, read_after)):
+            if backend.auto and not (backend.unavailable(device, dtype) or backend.unsupported(rule, exact, read_after)):
                 return Plan(backend.name, exact)
         if exact:
             path = "exact"

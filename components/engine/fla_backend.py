@@ -127,10 +127,14 @@ def run_kernel(call: FlaCall) -> tuple[Tensor, Tensor]:
 
 class FlaBackend(Backend):
     name = "fla"
+    device_types = ("cuda",)
+    run = staticmethod(run_kernel)  # FlaCall -> (o, final state); tests swap in FLA's pure-torch references
 
-    def unavailable(self, device: torch.device) -> str | None:
-        if device.type != "cuda":
+    def unavailable(self, device: torch.device, dtype: torch.dtype) -> str | None:
+        if device.type not in self.device_types:
             return f"FLA's Triton kernels run on CUDA devices, not on '{device.type}'"
+        if dtype == torch.float64:
+            return "FLA's kernels compute in float32 or bfloat16, and these inputs are float64"
         if importlib.util.find_spec("fla") is None:
             return f"flash-linear-attention is not installed ({INSTALL_HINT})"
         return None
@@ -148,7 +152,7 @@ class FlaBackend(Backend):
     def scan(self, rule, state: MemoryState, inputs, read_after: bool, io_dtype: torch.dtype | None):
         op, _ = fla_op(rule)
         call = to_fla(rule, op, state, inputs.k, inputs.v, inputs.q, inputs.gates, io_dtype)
-        o, ht = run_kernel(call)
+        o, ht = self.run(call)
         return from_fla(o, ht, inputs.k.dtype)
 
 

@@ -59,7 +59,7 @@ def memory_scan(
     if chunk_size < 1:
         raise ComponentError(f"chunk_size must be >= 1, got {chunk_size}")
     read_after = read == "after"
-    chosen = plan(rule, execution, k.device, read_after)
+    chosen = plan(rule, execution, k.device, read_after, k.dtype)
     missing = set(rule.gates()) - set(gates)
     if missing:
         raise ComponentError(f"rule {rule.name} needs gates {sorted(rule.gates())}; missing {sorted(missing)}")

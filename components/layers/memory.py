@@ -98,9 +98,9 @@ class MemoryLayer(nn.Module):
         out = self._output(y.to(x.dtype), x, b)
         return out[:, out.shape[1] - n_in:], MemoryLayerState(memory, conv_state)
 
-    def plan(self, device: torch.device | str = "cpu") -> Plan:
+    def plan(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> Plan:
         """The engine path this layer's rule takes on `device` (what a run records as memory.path)."""
-        return plan(self.rule, self.execution, device, self.read == "after")
+        return plan(self.rule, self.execution, device, self.read == "after", dtype)
 
     def state_numel(self, seq_len: int = 0) -> int:
         """Numbers held per sequence between calls (independent of length): every head's memory weights,
