@@ -26,6 +26,10 @@ def rows(study: optuna.Study, metrics: list[str], top: int = 10) -> list[dict]:
         row["params"] = int(t.user_attrs.get("metric:cost/params", 0))
         row["state"] = int(t.user_attrs.get("metric:cost/state", 0))
         row["tokens/s"] = round(t.user_attrs.get("metric:perf/tokens_per_s", 0.0))
+        # what the trial got out of its device: model FLOPs utilisation and the run's peak memory
+        mfu = t.user_attrs.get("metric:perf/mfu")
+        row["mfu %"] = round(100 * mfu, 2) if mfu is not None else "-"
+        row["peak MiB"] = round(t.user_attrs.get("metric:perf/peak_mem_mib", 0.0))
         row["preset"] = t.user_attrs.get("preset", "")
         row["mlflow_run_id"] = t.user_attrs.get("mlflow_run_id", "")
         out.append(row)

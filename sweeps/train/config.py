@@ -29,6 +29,7 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads; 0 = the cores this process may use
     progress: bool = True
     compile: bool = False  # torch.compile every memory layer's chunk step (stack and exact paths)
+    peak_tflops: float = 0.0  # the device's peak for perf/mfu; 0 = datasheet table (CUDA) or measured (CPU)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None, where: str = "train") -> "TrainConfig":
@@ -64,5 +65,7 @@ class TrainConfig:
                 raise ComponentError(f"{where}.{key} must be >= 1, got {getattr(self, key)}")
         if self.lr <= 0 or not 0 <= self.min_lr_ratio <= 1:
             raise ComponentError(f"{where}: lr must be > 0 and min_lr_ratio in [0, 1]")
+        if self.peak_tflops < 0:
+            raise ComponentError(f"{where}.peak_tflops must be >= 0 (0: from the device), got {self.peak_tflops}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ComponentError(f"{where}.device must be one of auto, cpu, cuda, got {self.device!r}")

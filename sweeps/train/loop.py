@@ -23,6 +23,7 @@ from . import checkpoint
 from .config import TrainConfig
 from .errors import NonFiniteLoss, Preempted
 from .signals import stop_on_signals
+from .utilization import PeakMemory, device_name, peak_tflops, train_flops_per_token
 
 EvalCallback = Callable[[int, dict], None]  # (step, metrics); may raise Pruned
 
@@ -75,6 +76,12 @@ def compile_memory_layers(model: torch.nn.Module) -> int:
     return sum(layer.execution.compile for layer in layers)
 
 
+def memory_paths(model: torch.nn.Module, device: torch.device) -> str:
+    """The engine path(s) the model's memory layers take on `device` ('fla', 'fused', 'exact', ...), or 'none'."""
+    paths = sorted({m.plan(device).path for m in model.modules() if isinstance(m, MemoryLayer)})
+    return ",".join(paths) or "none"
+
+
 def train(spec: ArchitectureSpec, task: Task, cfg: TrainConfig, out_dir: Path, tracker=None,
           on_eval: EvalCallback | None = None) -> TrainResult:
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -84,6 +91,10 @@ def train(spec: ArchitectureSpec, task: Task, cfg: TrainConfig, out_dir: Path, t
     model = LanguageModel(spec).to(device)
     if cfg.compile:
         compile_memory_layers(model)
+    peak, peak_source = peak_tflops(device, cfg.peak_tflops or None)
+    if tracker is not None:
+        tracker.log_params({"execution": {"device": device_name(device), "memory_path": memory_paths(model, device),
+                                          "peak_tflops": peak, "peak_source": peak_source}})
     opt = make_optimizer(model, cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
     ckpt_path = out_dir / checkpoint.CHECKPOINT
@@ -119,6 +130,7 @@ def train(spec: ArchitectureSpec, task: Task, cfg: TrainConfig, out_dir: Path, t
     tokens_per_step = cfg.accumulate * micro * task.train_batch(0, 1, cfg.seed).tokens.shape[1]
     bar = _progress(cfg, start)
     compute_time, t_start = 0.0, time.perf_counter()
+    peak_memory = PeakMemory(device).start()
     with stop_on_signals() as stop:
         for step in range(start, cfg.steps):
             if stop:
@@ -159,6 +171,12 @@ def train(spec: ArchitectureSpec, task: Task, cfg: TrainConfig, out_dir: Path, t
     steps_run = cfg.steps - start
     final = dict(history[-1][1]) if history else evaluate(cfg.steps)
     final["perf/tokens_per_s"] = tokens_per_step * steps_run / compute_time if compute_time else 0.0
+    final["perf/peak_mem_mib"] = peak_memory.mib()
+    flops = train_flops_per_token(spec, tokens_per_step // (cfg.accumulate * micro))
+    final["perf/train_flops_per_token"] = flops
+    final["perf/achieved_tflops"] = flops * final["perf/tokens_per_s"] / 1e12
+    if peak:
+        final["perf/mfu"] = final["perf/achieved_tflops"] / peak
     final["perf/wall_s"] = wall
     # overhead: wall time outside forward/backward/optimiser and evaluation (data, logging, checkpoints)
     final["perf/overhead"] = 1.0 - (compute_time + eval_time[0]) / wall if wall else 0.0
