@@ -3,7 +3,10 @@ benchmarks/memory_engine.py but the compiled one, which measures the CPU; ours-s
 the fused one replaces; ours-chunkwise runs titans-pytorch's own update rule, one momentum step per chunk).
 Run on a GPU node:
 
-    python benchmarks/gpu_engine.py [--quick] [--reps N]
+    python benchmarks/gpu_engine.py [--quick] [--reps N] [--suite memory|presets|all]
+
+--suite presets (benchmarks/gpu_presets.py) times every memory preset's layer against FLA's own layer or
+titans-pytorch at 4 x 1024 x 256 and 8 x 4096 x 512; the rest of this docstring is the memory suite.
 
 For each config and precision (fp32, and bf16 autocast where the memory's inner loop still runs in fp32):
 median fwd+bwd time (CUDA-synchronised, round-robin), tokens/s, peak CUDA memory of one fwd+bwd
@@ -71,6 +74,24 @@ def peak_bytes(fn) -> int:
     return torch.cuda.max_memory_allocated() - before
 
 
+def measure(steps: dict, reps: int, warmup: int):
+    """Round-robin: warm-up, then `reps` timed rounds over every contender; (times, peak bytes) or None on OOM."""
+    try:
+        for _ in range(warmup):
+            for step in steps.values():
+                step()
+        times = {n: [] for n in steps}
+        for _ in range(reps):
+            for n, step in steps.items():
+                times[n].append(timed(step))
+        return times, {n: peak_bytes(step) for n, step in steps.items()}
+    except (torch.OutOfMemoryError, RuntimeError) as err:  # titans' TorchScript scan re-raises OOM as RuntimeError
+        if "out of memory" not in str(err):
+            raise
+        print("  out of memory (a contender needs more than this GPU has)")
+        return None
+
+
 def equivalence(device: str) -> None:
     """The chunked engine equals the token recurrence on the GPU (fp64, MLP memory, momentum + decay)."""
     cfg = replace(QUICK, seq=96, dim=32, chunk=16)
@@ -94,12 +115,29 @@ def main() -> None:
     p.add_argument("--configs", help=f"comma list of {', '.join(CONFIGS)}")
     p.add_argument("--reps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--suite", choices=("memory", "presets", "all"), default="all",
+                   help="memory: the Titans memory vs titans-pytorch; presets: every preset's layer vs FLA/titans")
+    p.add_argument("--presets", help="comma list of presets for the presets suite (default: every memory preset)")
+    p.add_argument("--json", help="also write the presets suite's rows to this file")
     args = p.parse_args()
     if not torch.cuda.is_available():
         sys.exit("gpu_engine.py needs a CUDA GPU (torch.cuda.is_available() is False)")
     device = "cuda"
     torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 on both sides
     print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}")
+    if args.suite in ("presets", "all"):
+        import gpu_presets
+
+        presets = args.presets.split(",") if args.presets else gpu_presets.PRESETS
+        sizes = {"4x1024x256": gpu_presets.SIZES["4x1024x256"]} if args.quick else gpu_presets.SIZES
+        rows = gpu_presets.run(measure, args.reps, args.warmup, presets, sizes)
+        if args.json:
+            import json
+
+            with open(args.json, "w") as handle:
+                json.dump(rows, handle, indent=1)
+        if args.suite == "presets":
+            return
     equivalence(device)
     try:
         import titans_pytorch  # noqa: F401
@@ -116,22 +154,12 @@ def main() -> None:
                   f"MLP depth {cfg.depth}; {'bf16 autocast' if amp else 'fp32'}")
             runs = {n: contender(n, cfg, device) for n in names}
             steps = {n: (lambda r=r: run_step(*r, amp)) for n, r in runs.items()}
-            try:
-                for _ in range(args.warmup):
-                    for step in steps.values():
-                        step()
-                times = {n: [] for n in steps}
-                for _ in range(args.reps):
-                    for n, step in steps.items():
-                        times[n].append(timed(step))
-                peaks = {n: peak_bytes(step) for n, step in steps.items()}
-            except (torch.OutOfMemoryError, RuntimeError) as err:  # titans' TorchScript scan re-raises OOM as RuntimeError
-                if "out of memory" not in str(err):
-                    raise
-                print("  out of memory (a contender needs more than this GPU has)")
+            measured = measure(steps, args.reps, args.warmup)
+            if measured is None:
                 runs = steps = None  # free them before the next config
                 torch.cuda.empty_cache()
                 continue
+            times, peaks = measured
             tok = {}
             for n in names:
                 tokens = cfg.batch * runs[n][1].shape[1]
