@@ -30,7 +30,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
-from memory_engine import QUICK, Config, ours, titans  # noqa: E402
+from memory_engine import QUICK, Config, ours, time_round_robin, titans  # noqa: E402
 
 CONFIGS = {"issue-2 size": Config(), "long": Config(batch=8, seq=4096, dim=512, ref_seq=128),
            "wide heads": Config(batch=4, seq=2048, dim=1024, heads=4, ref_seq=128)}
@@ -77,13 +77,7 @@ def peak_bytes(fn) -> int:
 def measure(steps: dict, reps: int, warmup: int):
     """Round-robin: warm-up, then `reps` timed rounds over every contender; (times, peak bytes) or None on OOM."""
     try:
-        for _ in range(warmup):
-            for step in steps.values():
-                step()
-        times = {n: [] for n in steps}
-        for _ in range(reps):
-            for n, step in steps.items():
-                times[n].append(timed(step))
+        times = time_round_robin(steps, warmup, reps, timer=timed)
         return times, {n: peak_bytes(step) for n, step in steps.items()}
     except (torch.OutOfMemoryError, RuntimeError) as err:  # titans' TorchScript scan re-raises OOM as RuntimeError
         if "out of memory" not in str(err):

@@ -140,15 +140,17 @@ def timed(fn) -> float:
     return time.perf_counter() - t
 
 
-def time_round_robin(steps: dict, warmup: int, reps: int) -> dict[str, list[float]]:
-    """Interleave the contenders rep by rep so machine noise hits all of them alike."""
+def time_round_robin(steps: dict, warmup: int, reps: int, timer=None) -> dict[str, list[float]]:
+    """Interleave the contenders rep by rep so machine noise hits all of them alike (timer: a device-synchronised one
+    on a GPU)."""
+    timer = timer or timed
     for _ in range(warmup):
         for step in steps.values():
             step()
     times = {name: [] for name in steps}
     for _ in range(reps):
         for name, step in steps.items():
-            times[name].append(timed(step))
+            times[name].append(timer(step))
     return times
 
 

@@ -51,6 +51,10 @@ def model_card(name: str, overrides: list[str]) -> dict:
     from components.models import build_model, preset_provenance, resolve_spec
     from components.models.accounting import cost
 
+    import torch
+
+    from .train.loop import memory_paths
+
     spec = resolve_spec(name, overrides)
     model = build_model(spec)
     costs = {L: cost(model, L) for L in CARD_LENGTHS}
@@ -59,6 +63,7 @@ def model_card(name: str, overrides: list[str]) -> dict:
         "spec": spec.to_dict(), "params": costs[CARD_LENGTHS[0]].params,
         "state": {str(L): c.state for L, c in costs.items()},
         "flops_per_token": {str(L): round(c.flops_per_token) for L, c in costs.items()},
+        "engine_path": {device: memory_paths(model, torch.device(device)) for device in ("cpu", "cuda")},
     }
 
 
@@ -86,6 +91,8 @@ def _print_card(card: dict) -> None:
         table.add_row(f"state @ {L} tokens", f"{card['state'][str(L)]:,} numbers per sequence")
     for L in CARD_LENGTHS:
         table.add_row(f"forward FLOPs/token @ {L}", f"{card['flops_per_token'][str(L)] / 1e6:,.2f} M")
+    paths = card["engine_path"]
+    table.add_row("engine path", f"cpu: {paths['cpu']}, cuda: {paths['cuda']} (fp32/bf16)")
     Console().print(table)
 
 

@@ -49,6 +49,9 @@ def test_model_card_of_a_preset_with_overrides():
     assert card["architecture"] == "mlp3·l2·decay·momentum" and card["spec"]["dim"] == 64
     assert card["params"] > 0 and card["state"]["512"] == card["state"]["2048"]
     assert "Titans" in card["provenance"]
+    assert card["engine_path"] == {"cpu": "fused", "cuda": "fused"}  # an MLP memory: our fused step on either
+    delta = json.loads(mirasweep("components", "--model", "gated_deltanet", "--json").stdout)
+    assert delta["engine_path"] == {"cpu": "exact", "cuda": "fla"}  # fla-core is in the test environment
     table = mirasweep("components", "--model", "transformer")
     assert table.returncode == 0 and "FLOPs/token" in table.stdout
     assert "conv_size=4" in table.stdout  # the attention row: the preset's short convolution over q/k/v
