@@ -4,7 +4,8 @@
 #     bash benchmarks/gpu_check.sh            # logs and the benchmark's rows go to $OUT (or ./gpu-check/)
 # 1. FLA imports with the machine's triton; 2. the component tests that exercise CUDA (FLA's kernels against FLA's
 # references and our float64 engine; the engine's equivalence and fused-step tests with CUDA as the default
-# device); 3. benchmarks/gpu_engine.py --suite presets at both sizes, fp32 and bf16, then the memory suite's quick size.
+# device); 3. benchmarks/gpu_engine.py --suite presets at both sizes, fp32 and bf16; 4. titans compiled and
+# CUDA-graphed at the small size (which way to take the deep memories); 5. the memory suite's quick size.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-gpu-check}
@@ -20,14 +21,18 @@ python3 -c "import torch, triton, fla; print('torch', torch.__version__, 'triton
   2>&1 | tee -a "$out/device.txt"
 
 echo "== tests (CUDA)"
-MIRASWEEP_TEST_DEVICE=cuda timeout 180 python3 -m pytest -q -x -p no:cacheprovider -o addopts="" \
+MIRASWEEP_TEST_DEVICE=cuda timeout 120 python3 -m pytest -q -x -p no:cacheprovider -o addopts="" \
   -o filterwarnings=ignore::DeprecationWarning \
   tests/components/test_fla_backend.py tests/components/test_engine_fused.py tests/components/test_known_models.py \
   2>&1 | tee "$out/tests.log" | tail -25
 
 echo "== benchmark: presets"
-timeout 240 python3 benchmarks/gpu_engine.py --suite presets --reps 3 --warmup 1 --json "$out/presets.json" \
+timeout 200 python3 benchmarks/gpu_engine.py --suite presets --reps 3 --warmup 1 --json "$out/presets.json" \
   2>&1 | grep -v -i "warn" | tee "$out/presets.log"
 
+echo "== experiment: titans compiled and CUDA-graphed (the launch-bound chunk loop)"
+timeout 110 python3 benchmarks/gpu_engine.py --suite presets --quick --presets titans --experiments --reps 3 \
+  --warmup 2 2>&1 | grep -v -i "warn" | tee "$out/experiments.log" | tail -12
+
 echo "== benchmark: the Titans memory (quick size)"
-timeout 60 python3 benchmarks/gpu_engine.py --suite memory --quick --reps 5 --warmup 2 2>&1 | tee "$out/memory.log" | tail -20
+timeout 40 python3 benchmarks/gpu_engine.py --suite memory --quick --reps 5 --warmup 2 2>&1 | tee "$out/memory.log" | tail -20

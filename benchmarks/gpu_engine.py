@@ -113,6 +113,8 @@ def main() -> None:
                    help="memory: the Titans memory vs titans-pytorch; presets: every preset's layer vs FLA/titans")
     p.add_argument("--presets", help="comma list of presets for the presets suite (default: every memory preset)")
     p.add_argument("--json", help="also write the presets suite's rows to this file")
+    p.add_argument("--experiments", action="store_true",
+                   help="presets suite: also time titans compiled and CUDA-graphed (slow: each compiles)")
     args = p.parse_args()
     if not torch.cuda.is_available():
         sys.exit("gpu_engine.py needs a CUDA GPU (torch.cuda.is_available() is False)")
@@ -124,12 +126,7 @@ def main() -> None:
 
         presets = args.presets.split(",") if args.presets else gpu_presets.PRESETS
         sizes = {"4x1024x256": gpu_presets.SIZES["4x1024x256"]} if args.quick else gpu_presets.SIZES
-        rows = gpu_presets.run(measure, args.reps, args.warmup, presets, sizes)
-        if args.json:
-            import json
-
-            with open(args.json, "w") as handle:
-                json.dump(rows, handle, indent=1)
+        gpu_presets.run(measure, args.reps, args.warmup, presets, sizes, args.experiments, args.json)
         if args.suite == "presets":
             return
     equivalence(device)

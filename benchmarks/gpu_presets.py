@@ -6,6 +6,9 @@ in one process, interleaved (run through `python benchmarks/gpu_engine.py --suit
                FLA backend, and the figure later work on deep memories is measured against
   fla          FLA's own layer (fla.layers) at the same width and heads, for the presets FLA has
   titans       titans-pytorch's NeuralMemory (MLP depth 2, expansion 4, chunk 64), for the titans preset
+  ours-compiled, ours-graphed   (--experiments, titans: for the launch-bound chunk loop) the layer with each chunk
+               step through torch.compile, and the whole layer's forward and backward captured as CUDA graphs
+               (torch.cuda.make_graphed_callables)
 
 Sizes: batch 4 x 1024 tokens x width 256 (4 heads), and batch 8 x 4096 x 512 (8 heads); head size 64 throughout.
 Each size in fp32 and under bf16 autocast: median fwd+bwd time (CUDA-synchronised), tokens/s and peak memory of one
@@ -14,13 +17,18 @@ fwd+bwd, then the ratios against the targets: ours/fla >= 0.8 for FLA-backed pre
 """
 from __future__ import annotations
 
+import json
 import statistics
 
 import torch
 
+from components.engine import Execution
+
 SIZES = {"4x1024x256": (4, 1024, 256, 4), "8x4096x512": (8, 4096, 512, 8)}
-PRESETS = ("linear_attention", "retnet", "mamba2", "gla", "deltanet", "gated_deltanet", "longhorn", "ttt_linear",
-           "ttt_mlp", "titans", "titans_pytorch", "moneta", "yaad", "memora")
+# the FLA-backed presets first, then titans (the targets), then the other deep memories (their 'before')
+PRESETS = ("linear_attention", "retnet", "mamba2", "gla", "deltanet", "gated_deltanet", "longhorn", "titans",
+           "ttt_linear", "ttt_mlp", "titans_pytorch", "moneta", "yaad", "memora")
+EXPERIMENTS = ("titans",)  # compiles are slow: one deep preset stands for the rest
 TARGET_VS_FLA, TARGET_VS_TITANS, TARGET_MEMORY_VS_TITANS = 0.8, 2.0, 0.5
 
 
@@ -41,7 +49,7 @@ def fla_layer(preset: str, dim: int, heads: int):
     return None if make is None else make()
 
 
-def contenders(preset: str, dim: int, heads: int, device: str) -> dict:
+def contenders(preset: str, dim: int, heads: int, device: str, experiments: bool = False) -> dict:
     """name -> (module, forward kwargs, returns-a-tuple?)."""
     from components.models import build_layer
 
@@ -54,6 +62,11 @@ def contenders(preset: str, dim: int, heads: int, device: str) -> dict:
             out["fla"] = (fla.to(device), {})
     except ImportError:
         pass
+    if experiments and preset in EXPERIMENTS:  # a deep memory on our launch-bound chunk loop: what would remove the loop's overhead
+        compiled = build_layer(preset, [f"memory.heads={heads}"], dim=dim).to(device)
+        compiled.execution = Execution.of(compiled.execution, compile=True)
+        out["ours-compiled"] = (compiled, {})
+        out["ours-graphed"] = (GraphedLayer(build_layer(preset, [f"memory.heads={heads}"], dim=dim).to(device)), {})
     if preset == "titans":
         try:
             from titans_pytorch import NeuralMemory
@@ -63,6 +76,32 @@ def contenders(preset: str, dim: int, heads: int, device: str) -> dict:
         except ImportError:
             pass
     return out
+
+
+class OutputOnly(torch.nn.Module):
+    def __init__(self, layer) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x):
+        return self.layer(x)[0]
+
+
+class GraphedLayer(torch.nn.Module):
+    """A layer whose forward (output only) and backward are CUDA graphs over its parameters, captured at the first
+    call's shape and precision: one graph launch each way instead of the chunk loop's hundreds of kernel launches."""
+
+    def __init__(self, layer) -> None:
+        super().__init__()
+        self.inner, self.graphed = OutputOnly(layer), None
+
+    def forward(self, x):
+        if self.graphed is None:
+            amp = torch.is_autocast_enabled("cuda")
+            sample = x.detach().clone().requires_grad_(x.requires_grad)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp, cache_enabled=False):
+                self.graphed = torch.cuda.make_graphed_callables(self.inner, (sample,))
+        return self.graphed(x)
 
 
 def step_of(module, kwargs, x, amp: bool):
@@ -75,8 +114,10 @@ def step_of(module, kwargs, x, amp: bool):
     return step
 
 
-def run(measure, reps: int, warmup: int, presets=PRESETS, sizes=SIZES) -> list[dict]:
-    """Times every preset at every size and precision; prints each row, returns them (and the ratio lines)."""
+def run(measure, reps: int, warmup: int, presets=PRESETS, sizes=SIZES, experiments: bool = False,
+        json_path: str | None = None) -> list[dict]:
+    """Times every preset at every size and precision; prints each row (and rewrites json_path after each, so a
+    run cut short keeps what it measured), then the ratio lines; returns the rows."""
     rows = []
     for size, (batch, seq, dim, heads) in sizes.items():
         for amp in (False, True):
@@ -84,7 +125,7 @@ def run(measure, reps: int, warmup: int, presets=PRESETS, sizes=SIZES) -> list[d
             print(f"\n== {size} ({heads} heads), {precision}")
             for preset in presets:
                 try:
-                    runs = contenders(preset, dim, heads, "cuda")
+                    runs = contenders(preset, dim, heads, "cuda", experiments)
                 except Exception as err:  # a baseline that cannot be built here is reported, not fatal
                     print(f"  {preset}: could not build the contenders: {type(err).__name__}: {err}")
                     continue
@@ -107,6 +148,9 @@ def run(measure, reps: int, warmup: int, presets=PRESETS, sizes=SIZES) -> list[d
                 row = {"size": size, "precision": precision, "preset": preset, "path": path, "tok_s": tok,
                        "peak_mib": {n: peaks[n] / 2**20 for n in peaks}}
                 rows.append(row)
+                if json_path:
+                    with open(json_path, "w") as handle:
+                        json.dump(rows, handle, indent=1)
                 runs = steps = None
                 torch.cuda.empty_cache()
     print("\n== ratios against the targets")
@@ -122,6 +166,10 @@ def run(measure, reps: int, warmup: int, presets=PRESETS, sizes=SIZES) -> list[d
             ok = ratio >= TARGET_VS_TITANS and memory <= TARGET_MEMORY_VS_TITANS
             print(f"  {where} ours/titans {ratio:5.2f}x (>= {TARGET_VS_TITANS}), memory {memory:4.2f}x "
                   f"(<= {TARGET_MEMORY_VS_TITANS}) {'PASS' if ok else 'FAIL'}  {speedup}")
+            for name in ("ours-compiled", "ours-graphed"):
+                if name in tok:
+                    print(f"  {where} {name}/titans {tok[name] / tok['titans']:5.2f}x, memory "
+                          f"{mem[name] / mem['titans']:4.2f}x (experiment)")
         else:
             print(f"  {where} {speedup} (target after the deep-memory work: >= 5x the 'before')")
     return rows
