@@ -171,7 +171,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     _print_report(table, ctx)
     if ctx.get("lost_workers"):
         console.print("[yellow]some workers ended before the sweep did:[/yellow]\n  " + "\n  ".join(ctx["lost_workers"]))
-        console.print("their running trials were failed and queued again; rerun the same command to finish the sweep")
+    if ctx.get("requeued"):
+        console.print(f"trials {', '.join(map(str, ctx['requeued']))} lost their workers: failed and queued again")
+    if ctx.get("unfinished"):
+        console.print(f"[yellow]the sweep is not finished[/yellow] ({ctx['unfinished']}); "
+                      "rerun the same command to finish it")
         return 1
     return 0
 

@@ -7,6 +7,8 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from .study import original_number  # a retried trial is shown by its first number, as MLflow's `trial` tag has it
+
 
 def best_trials(study: optuna.Study, top: int = 10) -> list[FrozenTrial]:
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -21,7 +23,7 @@ def best_trials(study: optuna.Study, top: int = 10) -> list[FrozenTrial]:
 def rows(study: optuna.Study, metrics: list[str], top: int = 10) -> list[dict]:
     out = []
     for t in best_trials(study, top):
-        row = {"trial": t.number, "architecture": t.user_attrs.get("architecture", "?")}
+        row = {"trial": original_number(t), "architecture": t.user_attrs.get("architecture", "?")}
         row.update({m: v for m, v in zip(metrics, t.values)})
         row["params"] = int(t.user_attrs.get("metric:cost/params", 0))
         row["state"] = int(t.user_attrs.get("metric:cost/state", 0))
@@ -148,7 +150,7 @@ def preset_rows(study: optuna.Study, metrics: list[str]) -> list[dict]:
     """Each preset trial's objectives (a preset that did not complete shows its state and no values)."""
     out = []
     for t in preset_trials(study):
-        row = {"preset": t.user_attrs["preset"], "trial": t.number,
+        row = {"preset": t.user_attrs["preset"], "trial": original_number(t),
                "architecture": t.user_attrs.get("architecture", "?"), "state": t.state.name.lower()}
         done = t.state == TrialState.COMPLETE
         row.update({m: t.values[i] if done else "—" for i, m in enumerate(metrics)})
@@ -169,7 +171,7 @@ def versus_presets(study: optuna.Study, metrics: list[str], top: int = 10) -> li
         reference.append(pick(presets, key=lambda t, i=i: t.values[i]))
     out = []
     for t in best_trials(study, top):
-        row = {"trial": t.number, "architecture": t.user_attrs.get("architecture", "?")}
+        row = {"trial": original_number(t), "architecture": t.user_attrs.get("architecture", "?")}
         for i, m in enumerate(metrics):
             ref = reference[i]
             delta = _better(t.values[i], ref.values[i], maximize[i])

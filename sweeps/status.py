@@ -48,8 +48,14 @@ def collect(ctx: dict[str, Any]) -> dict[str, Any]:
                 "worker": t.user_attrs.get("worker", "?"),
                 "since": t.datetime_start.strftime("%H:%M:%S") if t.datetime_start else ""}
                for t in trials if t.state == TrialState.RUNNING]
-    failing = Counter(t.user_attrs.get("reason", "").split("\n")[0][:200] or "(no reason recorded)"
-                      for t in trials if t.state == TrialState.FAIL and t.number not in retried)
+    def reasons(keep) -> list[dict]:
+        why = Counter(t.user_attrs.get("reason", "").split("\n")[0][:200] or "(no reason recorded)"
+                      for t in trials if keep(t))
+        return [{"reason": r, "trials": n} for r, n in why.most_common()]
+
+    failing = reasons(lambda t: t.state == TrialState.FAIL and t.number not in retried)
+    pruned = reasons(lambda t: t.state == TrialState.PRUNED)
+    lost = reasons(lambda t: t.state == TrialState.FAIL and t.number in retried)
     launches_file = Path(ctx["sweep_dir"]) / JOBS_FILE
     launches = json.loads(launches_file.read_text()) if launches_file.is_file() else []
     job_ids = [j for launch in launches if launch["launcher"] == "slurm" for j in launch["job_ids"]]
@@ -63,7 +69,7 @@ def collect(ctx: dict[str, Any]) -> dict[str, Any]:
                      "trials": sum(1 for t in trials if t.user_attrs.get("worker") == f"slurm:{job}")})
     return {"sweep": ctx["study_name"], "dir": ctx["sweep_dir"], "target": ctx["n_trials"],
             "counted": counted_trials(study), "states": states, "running": running,
-            "failing": [{"reason": r, "trials": n} for r, n in failing.most_common()], "launches": launches,
+            "failing": failing, "pruned": pruned, "retried": lost, "launches": launches,
             "jobs": jobs}
 
 
@@ -94,10 +100,12 @@ def render(info: dict[str, Any]) -> None:
     elif info["launches"]:
         last = info["launches"][-1]
         console.print(f"workers: {len(last['job_ids'])} {last['launcher']} worker(s), launched {last['submitted']}")
-    if info["failing"]:
-        console.print("[yellow]failing:[/yellow]")
-        for row in info["failing"]:
-            console.print(f"  {row['trials']}× {row['reason']}")
+    for key, title in (("failing", "[yellow]failing:[/yellow]"), ("retried", "retried (their retries stand for them):"),
+                       ("pruned", "pruned (stopped early or rejected before training):")):
+        if info.get(key):
+            console.print(title)
+            for row in info[key]:
+                console.print(f"  {row['trials']}× {row['reason']}")
     logs = Path(info["dir"]) / "workers"
     if logs.is_dir():
         console.print(f"worker logs: {logs}/<job id>/")

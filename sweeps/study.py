@@ -24,7 +24,7 @@ warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to b
 
 HEARTBEAT_S = 10
 GRACE_S = 30
-MAX_RETRY = 3
+MAX_RETRY = 3  # retries of a trial whose worker was lost (preemptions and cancellations are retried every time)
 
 
 def storage_url(setting: str | None, sweep_dir: Path) -> str:
@@ -37,10 +37,8 @@ def open_storage(url: str, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRACE_
 
         return optuna.storages.JournalStorage(JournalFileBackend(url[len("journal:"):]))
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    return optuna.storages.RDBStorage(
-        url, engine_kwargs=engine, heartbeat_interval=heartbeat_s, grace_period=grace_s,
-        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
-    )
+    # stale trials are failed and retried by fail_lost_trials (with their reasons), not by a storage callback
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat_s, grace_period=grace_s)
 
 
 def make_sampler(cfg: Mapping[str, Any], seed: int, multi_objective: bool) -> optuna.samplers.BaseSampler:
@@ -94,8 +92,80 @@ def create_study(url: str, name: str, directions: list[str]) -> None:
 
 
 def retried_numbers(trials: list[FrozenTrial]) -> set[int]:
-    """Numbers of the trials a retry stands for (preempted, cancelled or lost workers' trials)."""
-    return {n for n in (RetryHeartbeatStaleTrialCallback.retried_trial_number(t) for t in trials) if n is not None}
+    """Numbers of the attempts a later retry stands for: every earlier attempt of a retry chain (preempted, cancelled
+    or lost workers' trials, retries of retries included), so only the last attempt of a chain counts."""
+    return {n for t in trials for n in RetryHeartbeatStaleTrialCallback.retry_history(t)}
+
+
+def worker_alive(worker: str) -> bool | None:
+    """Whether the worker a trial's `worker` attribute names still runs: a local process (pid on this host, not a
+    zombie) or a SLURM job still in squeue; None where it cannot be told (another host, no squeue)."""
+    import shutil
+    import socket
+    import subprocess
+
+    if worker.startswith("slurm:"):
+        if shutil.which("squeue") is None:
+            return None
+        out = subprocess.run(["squeue", "-h", "-o", "%T", "-j", worker[len("slurm:"):]], capture_output=True,
+                             text=True, timeout=30)
+        if out.returncode != 0 and "Invalid job id" not in out.stderr:
+            return None
+        return bool(out.stdout.strip())
+    if "pid " not in worker or "@" not in worker:
+        return None
+    pid, host = worker.split("pid ", 1)[1].split("@", 1)
+    if host != socket.gethostname():
+        return None
+    try:
+        stat = Path(f"/proc/{int(pid)}/stat").read_text()
+    except (OSError, ValueError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a killed worker its parent has not reaped yet is a zombie
+
+
+def fail_lost_trials(study: optuna.Study, on_failed=None) -> list[FrozenTrial]:
+    """Fail the RUNNING trials whose worker is gone, each with its reason, and queue their retries (up to MAX_RETRY
+    lost attempts of one chain; then the chain ends failed, saying so). A worker is gone when its heartbeat is stale
+    (RDB storages, after the grace period) or when its process or SLURM job no longer exists (any storage, at once:
+    so a rerun right after a kill, and a journal storage without heartbeats, retry the trial too).
+    on_failed(trial) runs for each failed trial (closing its MLflow runs). Optuna's fail_stale_trials, plus reasons."""
+    from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled  # pinned optuna 5.0.0
+
+    storage = study._storage
+    heartbeat = isinstance(storage, BaseHeartbeat) and is_heartbeat_enabled(storage)
+    stale = set(storage._get_stale_trial_ids(study._study_id)) if heartbeat else set()
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = trial.user_attrs.get("worker", "")
+        if trial._trial_id in stale:
+            grace = getattr(getattr(storage, "_backend", storage), "grace_period", None)  # _CachedStorage wraps the RDB
+            why = f"worker {worker or '?'} lost: no heartbeat for {grace} s"
+        elif worker and worker_alive(worker) is False:
+            why = f"worker {worker} lost: its process or job ended while the trial ran"
+        else:
+            continue
+        attempts = len(RetryHeartbeatStaleTrialCallback.retry_history(trial)) + 1
+        retry = attempts <= MAX_RETRY
+        why += (f" (killed, out of memory or node failure); retried, attempt {attempts + 1}" if retry else
+                f"; gave up after {attempts} attempts (the retry limit is {MAX_RETRY} retries)")
+        try:
+            storage.set_trial_user_attr(trial._trial_id, "reason", why)
+            if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:  # another process failed or finished it first
+            continue
+        frozen = storage.get_trial(trial._trial_id)
+        if retry:
+            RetryHeartbeatStaleTrialCallback(max_retry=None)(study, frozen)
+        failed.append(frozen)
+        if on_failed is not None:
+            on_failed(frozen)
+    return failed
+
+
+def running_trials(study: optuna.Study) -> list[FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
 
 
 def counted_trials(study: optuna.Study) -> int:

@@ -147,10 +147,35 @@ def finish(space, ctx: dict[str, Any]) -> list[dict]:
 
     log_plots(study, metrics, tracker)
     c = counts(study)
-    tracker.log_metrics({f"trials/{k}": v for k, v in c.items()}, counted_trials(study), flush=True)
-    if counted_trials(study) >= ctx["n_trials"] and c["running"] == 0:
+    counted = counted_trials(study)
+    tracker.log_metrics({f"trials/{k}": v for k, v in c.items()}, counted, flush=True)
+    ctx["unfinished"] = unfinished(ctx["n_trials"], counted, c)
+    if ctx["unfinished"]:  # every worker ended before the count: the same command resumes this run
+        tracker.finish("KILLED", f"interrupted: {ctx['unfinished']}; rerun the sweep command to resume")
+    else:
         tracker.finish("FINISHED")
     return table
+
+
+def unfinished(n_trials: int, counted: int, c: dict[str, int]) -> str:
+    """'' for a finished sweep, else what is left, in words."""
+    if counted >= n_trials and not c["running"] and not c["waiting"]:
+        return ""
+    left = [f"{counted} of {n_trials} trials counted"]
+    left += [f"{c[k]} {k}" for k in ("running", "waiting") if c[k]]
+    return ", ".join(left)
+
+
+def fail_lost(ctx: dict[str, Any]) -> list[int]:
+    """After the workers ended: trials still RUNNING lost their workers; failed (with the reason, MLflow runs closed)
+    and queued again. Returns their numbers."""
+    from .study import fail_lost_trials, original_number
+    from .trial import close_lost_runs
+
+    study = optuna.load_study(study_name=ctx["study_name"], storage=open_storage(ctx["storage"]))
+    tracker = Tracker(ctx["tracking_uri"], ctx["experiment"])
+    failed = fail_lost_trials(study, lambda t: close_lost_runs(tracker, original_number(t), t.user_attrs["reason"]))
+    return [t.number for t in failed]
 
 
 def run_sweep(config: dict[str, Any], choices: dict[str, str], detach: bool = False) -> tuple[list[dict], dict]:
@@ -161,4 +186,5 @@ def run_sweep(config: dict[str, Any], choices: dict[str, str], detach: bool = Fa
     if detach:
         return [], ctx
     ctx["lost_workers"] = follow(ctx, jobs)
+    ctx["requeued"] = fail_lost(ctx)
     return finish(space, ctx), ctx

@@ -34,6 +34,16 @@ class TrialOutcome:
     preempted: bool = False  # stopped by a signal with its checkpoint kept: the worker queues a retry
 
 
+def close_lost_runs(tracker: Tracker, number: int, reason: str) -> None:
+    """The MLflow runs (the trial's and its tasks') a lost worker left RUNNING for trial `number`: FAILED, with why."""
+    client = tracker.client
+    lost = client.search_runs([tracker.experiment_id], f"tags.trial = '{number}' and attributes.status = 'RUNNING'")
+    for run in lost:
+        client.set_tag(run.info.run_id, "state", "FAIL")
+        client.set_tag(run.info.run_id, "reason", reason[:5000])
+        client.set_terminated(run.info.run_id, "FAILED")
+
+
 class TrialRunner:
     def __init__(self, space, ctx: dict[str, Any], tracker: Tracker) -> None:
         self.space, self.ctx, self.tracker = space, ctx, tracker
@@ -43,8 +53,8 @@ class TrialRunner:
 
     def run(self, trial: optuna.Trial) -> TrialOutcome:
         number = original_number(trial)
-        if number != trial.number:
-            self._close_lost_runs(number, trial.number)
+        if number != trial.number:  # any run an earlier attempt left RUNNING is closed (normally done when it failed)
+            close_lost_runs(self.tracker, number, f"worker lost; retried as trial {trial.number}")
             trial.set_user_attr("reason", "")  # a retry starts clean (user attributes are copied from the original)
         plan = self.space.suggest(trial)
         reason = self.space.check(plan)
@@ -138,15 +148,6 @@ class TrialRunner:
                 raise Pruned(f"task halving: {metric}={value:.4g} is worse than {cut:.4g}, the {quantile:.0%} "
                              f"quantile of {len(others)} completed trials")
 
-    def _close_lost_runs(self, number: int, retry: int) -> None:
-        """The MLflow runs a killed worker left RUNNING for this trial: marked failed, pointing at the retry."""
-        client = self.tracker.client
-        lost = client.search_runs([self.tracker.experiment_id],
-                                  f"tags.trial = '{number}' and attributes.status = 'RUNNING'")
-        for run in lost:
-            client.set_tag(run.info.run_id, "state", "FAIL")
-            client.set_tag(run.info.run_id, "reason", f"worker lost; retried as trial {retry}")
-            client.set_terminated(run.info.run_id, "FAILED")
 
     def _end(self, trial: optuna.Trial, outcome: TrialOutcome) -> TrialOutcome:
         if outcome.reason:

@@ -15,6 +15,7 @@ import contextlib
 import fcntl
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,10 @@ import submitit
 import torch
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 
-from .study import counted_trials, make_pruner, make_sampler, open_storage
+from .study import (counted_trials, fail_lost_trials, make_pruner, make_sampler, open_storage, original_number,
+                    running_trials)
 from .train.signals import stop_on_signals
-from .trial import TrialRunner
+from .trial import TrialRunner, close_lost_runs
 
 
 PLOT_EVERY_S = 60
@@ -70,7 +72,7 @@ def worker_id(index: int) -> str:
         return f"slurm:{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
     if env.get("SLURM_JOB_ID"):
         return f"slurm:{env['SLURM_JOB_ID']}"
-    return f"worker-{index}:pid {os.getpid()}"
+    return f"worker-{index}:pid {os.getpid()}@{socket.gethostname()}"
 
 
 def granted_threads(ctx: dict[str, Any]) -> int:
@@ -112,13 +114,25 @@ def _ask_and_run(ctx: dict[str, Any], index: int, stop) -> int:
                               pruner=make_pruner(ctx["pruner"], multi))
     runner = TrialRunner(space, ctx, Tracker(ctx["tracking_uri"], ctx["experiment"]))
     parent = Tracker(ctx["tracking_uri"], ctx["experiment"])
+    lost_runs = Tracker(ctx["tracking_uri"], ctx["experiment"])
+
+    def close_runs(failed) -> None:
+        close_lost_runs(lost_runs, original_number(failed), failed.user_attrs.get("reason", "worker lost"))
+
     ran = 0
     while not stop:
         with sweep_lock(sweep_dir):
-            optuna.storages.fail_stale_trials(study)
-            if counted_trials(study) >= ctx["n_trials"]:
-                break
-            trial = study.ask()
+            fail_lost_trials(study, close_runs)
+            done = counted_trials(study) >= ctx["n_trials"]
+            others = running_trials(study) if done else []
+            trial = None if done else study.ask()
+        if done and not others:
+            break
+        if trial is None:
+            # The count is reached, but trials of other workers still run: wait for them to finish, or to be found
+            # lost and queued again (then this worker runs the retry). The sweep never ends with a trial RUNNING.
+            stop.wait(min(2, ctx["heartbeat_s"]))
+            continue
         trial.set_user_attr("worker", me)
         with heartbeat(study, trial):
             outcome = runner.run(trial)

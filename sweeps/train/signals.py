@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from contextlib import contextmanager
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
@@ -19,6 +20,13 @@ class StopFlag:
 
     def __bool__(self) -> bool:
         return self.signal_name is not None
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to `seconds`, waking early when a stop signal arrives; True if one did."""
+        deadline = time.monotonic() + seconds
+        while not self and time.monotonic() < deadline:
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+        return bool(self)
 
 
 _active: StopFlag | None = None

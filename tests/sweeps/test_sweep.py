@@ -131,7 +131,7 @@ def test_killed_worker_loses_no_finished_trial_and_its_trial_is_retried(tmp_path
         os.kill(int(pid_file.read_text()), signal.SIGKILL)
     time.sleep(4)  # past the grace period: the running trial's heartbeat is stale
     out = cli(args, tmp_path)  # the same command resumes the sweep
-    assert out.returncode == 0, out.stderr
+    assert out.returncode == 0, out.stdout + out.stderr
     trials = load(ctx).get_trials()
     assert finished <= {t.number for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)}
     killed = next(t for t in trials if t.number == running)

@@ -1,0 +1,132 @@
+"""Faults lose nothing: a trial lost twice (retries of retries) still completes, a rerun right after a kill (inside the
+heartbeat grace window) fails and retries the lost trial at once, a chain that keeps losing its worker ends failed
+with its reason, and no trial or MLflow run is left RUNNING."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from sweeps.report import counts, rows
+from sweeps.status import collect
+from sweeps.study import MAX_RETRY, counted_trials, fail_lost_trials, open_storage, retried_numbers, worker_alive
+from sweeps.sweep import load_context
+
+from .test_sweep import FAST, cli, load
+
+HOST = socket.gethostname()
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_worker_alive_tells_live_dead_and_zombie_processes():
+    assert worker_alive(f"worker-0:pid {os.getpid()}@{HOST}") is True
+    assert worker_alive(f"worker-0:pid {dead_pid()}@{HOST}") is False
+    zombie = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    zombie.kill()
+    time.sleep(0.5)  # killed, not yet reaped by its parent (this process)
+    assert worker_alive(f"worker-1:pid {zombie.pid}@{HOST}") is False
+    zombie.wait()
+    assert worker_alive(f"worker-0:pid {os.getpid()}@another-host") is None  # cannot be told from here
+    assert worker_alive("worker-0:pid 123") is None  # an id from before hosts were recorded
+
+
+def test_a_chain_that_keeps_losing_its_worker_ends_failed_with_its_reason(tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    study = optuna.create_study(storage=storage, study_name="faults")
+    attempts = []
+    for _ in range(MAX_RETRY + 2):
+        trial = study.ask()  # the queued retry, once there is one
+        if attempts:
+            assert trial.params == {"x": attempts[0].params["x"]}
+        trial.suggest_float("x", 0, 1)
+        trial.set_user_attr("worker", f"worker-0:pid {dead_pid()}@{HOST}")
+        failed = fail_lost_trials(study)
+        assert [t.number for t in failed] == [trial.number]
+        attempts.append(failed[0])
+        waiting = study.get_trials(states=(TrialState.WAITING,))
+        if not waiting:
+            break
+    assert len(attempts) == MAX_RETRY + 1  # the first attempt and MAX_RETRY retries
+    assert all("lost" in t.user_attrs["reason"] for t in attempts)
+    assert "retried, attempt 2" in attempts[0].user_attrs["reason"]
+    assert f"gave up after {MAX_RETRY + 1} attempts" in attempts[-1].user_attrs["reason"]
+    trials = study.get_trials()
+    assert retried_numbers(trials) == {t.number for t in attempts[:-1]}  # the whole chain, not only its first
+    assert counted_trials(study) == 1  # the chain counts once, as its last (failed) attempt
+    assert counts(study) == {"complete": 0, "pruned": 0, "fail": 1, "running": 0, "waiting": 0, "retried": MAX_RETRY}
+
+
+def wait_for_running(study, exclude=(), timeout=180) -> optuna.trial.FrozenTrial:
+    deadline = time.time() + timeout
+    while True:
+        running = [t for t in study.get_trials(states=(TrialState.RUNNING,))
+                   if t.number not in exclude and "worker" in t.user_attrs]
+        if running:
+            return running[0]
+        assert time.time() < deadline, "no trial started running"
+        time.sleep(0.2)
+
+
+def kill_workers(ctx) -> None:
+    for pid_file in Path(ctx["sweep_dir"], "pids").glob("*.pid"):
+        try:
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_a_trial_lost_twice_is_retried_to_the_end_even_inside_the_grace_window(tmp_path):
+    """Kill the worker mid-trial, rerun at once (the heartbeat grace window is 10 minutes, so only the check of the
+    worker's process can tell), kill the retry's worker, rerun: the retry of the retry completes the sweep."""
+    args = ["sweep", f"sweep.dir={tmp_path / 'sweep'}", *FAST, "sweep.grace_s=600", "launcher=local",
+            "launcher.workers=1", "sweep.n_trials=1"]  # the enqueued deltanet: a trial that trains
+    exe = str(Path(sys.executable).with_name("mirasweep"))
+
+    def detach():  # no pipes: the detached workers inherit them, and reading them would wait for the workers
+        assert subprocess.run([exe, *args, "--detach"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, timeout=120).returncode == 0
+
+    detach()
+    ctx = load_context(tmp_path / "sweep")
+    study = load(ctx)
+    first = wait_for_running(study)
+    kill_workers(ctx)
+    detach()
+    second = wait_for_running(study, exclude={first.number})
+    kill_workers(ctx)
+    out = cli(args, tmp_path)  # the same command again, in the foreground, right away
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+    trials = load(ctx).get_trials()
+    by_state = {s: [t for t in trials if t.state == s] for s in TrialState}
+    assert len(by_state[TrialState.COMPLETE]) + len(by_state[TrialState.PRUNED]) == 1
+    assert not by_state[TrialState.RUNNING] and not by_state[TrialState.WAITING]
+    lost = {t.number: t for t in by_state[TrialState.FAIL]}
+    assert set(lost) == {first.number, second.number}
+    assert all("lost" in t.user_attrs["reason"] for t in lost.values())
+    last = (by_state[TrialState.COMPLETE] + by_state[TrialState.PRUNED])[0]
+    assert optuna.storages.RetryHeartbeatStaleTrialCallback.retry_history(last) == [first.number, second.number]
+    client = MlflowClient(ctx["tracking_uri"])
+    exp = client.get_experiment_by_name(ctx["experiment"]).experiment_id
+    assert not client.search_runs([exp], "attributes.status = 'RUNNING'")  # no run left RUNNING
+    failed_runs = client.search_runs([exp], "attributes.status = 'FAILED'")
+    assert failed_runs and all("lost" in r.data.tags.get("reason", "") for r in failed_runs)
+    parent = client.get_run(Path(ctx["sweep_dir"], "mlflow_parent_run_id").read_text().strip())
+    assert parent.info.status == "FINISHED"
+    info = collect(ctx)  # `mirasweep status`: the lost attempts with their reason, nothing failing
+    assert not info["failing"] and sum(r["trials"] for r in info["retried"]) == 2
+    assert all("lost" in r["reason"] for r in info["retried"])
+    assert [r["trial"] for r in rows(load(ctx), ["val/bpb", "recall/mqar"])] == [first.number]  # as MLflow tags it
