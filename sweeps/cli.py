@@ -173,6 +173,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         console.print("[yellow]some workers ended before the sweep did:[/yellow]\n  " + "\n  ".join(ctx["lost_workers"]))
     if ctx.get("requeued"):
         console.print(f"trials {', '.join(map(str, ctx['requeued']))} lost their workers: failed and queued again")
+    if ctx.get("interrupted"):
+        console.print(f"[yellow]interrupted ({ctx['interrupted']})[/yellow]: running trials were checkpointed and "
+                      f"queued again ({ctx['unfinished'] or 'count reached'}); resume: the same sweep command")
+        return INTERRUPTED
     if ctx.get("unfinished"):
         console.print(f"[yellow]the sweep is not finished[/yellow] ({ctx['unfinished']}); "
                       "rerun the same command to finish it")
@@ -345,6 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+INTERRUPTED = 3  # stopped by SIGINT/SIGTERM after checkpointing (as `mirasweep train`); the same command resumes
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -353,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     except ComponentError as err:
         print(f"mirasweep: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C outside the phases that checkpoint: one line, no traceback
+        print("mirasweep: interrupted; nothing is lost: the same command resumes", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -72,7 +72,9 @@ def launch(ctx: dict[str, Any]) -> list:
     indices = list(range(ctx["workers"]))
     if name == "local":
         executor = submitit.LocalExecutor(folder=folder)
-        executor.update_parameters(timeout_min=int(launcher.get("timeout_min") or 24 * 60))
+        # submitit's local controller must not take Ctrl-C: on SIGINT it SIGKILLs its task a second later, before the
+        # worker can checkpoint. It ignores SIGINT (inherited by the worker, which catches it itself while it runs).
+        executor.update_parameters(timeout_min=int(launcher.get("timeout_min") or 24 * 60), setup=["trap '' INT"])
         with executor.batch():
             jobs = [executor.submit(SweepWorker(), ctx, i) for i in indices]
     else:

@@ -66,8 +66,18 @@ def prepare(config: dict[str, Any], choices: dict[str, str]) -> tuple[Any, dict[
 
 def create_stores(space, ctx: dict[str, Any]) -> None:
     """The sweep directory, the study (with the seed presets enqueued once), the MLflow parent run."""
+    from .worker import STOP_FILE, sweep_lock
+
     sweep_dir = Path(ctx["sweep_dir"])
     sweep_dir.mkdir(parents=True, exist_ok=True)
+    # Two identical commands started at once: the first creates the study, enqueues the presets and the parent run;
+    # the second waits for it here and then works on the same study (its workers join the first one's).
+    with sweep_lock(sweep_dir):
+        _create_stores(space, ctx, sweep_dir)
+        Path(sweep_dir, STOP_FILE).unlink(missing_ok=True)  # an earlier interrupted command's stop: this one resumes
+
+
+def _create_stores(space, ctx: dict[str, Any], sweep_dir: Path) -> None:
     storage = open_storage(ctx["storage"])
     new = ctx["study_name"] not in {s.study_name for s in optuna.get_all_study_summaries(storage)}
     create_study(ctx["storage"], ctx["study_name"], [o.direction for o in space.objectives])
@@ -97,23 +107,76 @@ def load_context(path: str | Path) -> dict[str, Any]:
     return json.loads(file.read_text())
 
 
+STOP_WAIT_S = 120  # after SIGINT/SIGTERM: how long workers get to checkpoint before they are killed
+
+
+def local_worker_pids(ctx: dict[str, Any]) -> list[int]:
+    """Pids of this sweep's local worker processes that still run (each writes pids/worker-N.pid when it starts; a
+    pid is taken only while it is a submitit task, never a stale file's recycled pid)."""
+    pids = []
+    for pid_file in Path(ctx["sweep_dir"], "pids").glob("worker-*.pid"):
+        try:
+            pid = int(pid_file.read_text())
+            if b"submitit" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                pids.append(pid)
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+def stop_workers(ctx: dict[str, Any], jobs, force: bool = False) -> None:
+    """Ask every worker to checkpoint its trial and stop (local: SIGTERM; SLURM: scancel, i.e. SIGTERM to the tasks),
+    or kill them (force: a second signal, or STOP_WAIT_S passed). Workers not started yet stop before asking."""
+    import os
+    import signal
+
+    from .worker import STOP_FILE
+
+    Path(ctx["sweep_dir"], STOP_FILE).touch()
+    if ctx["launcher"].get("name") == "slurm":
+        for job in jobs:
+            if not job.done():
+                job.cancel(check=False)
+        return
+    for pid in local_worker_pids(ctx):
+        try:
+            os.kill(pid, signal.SIGKILL if force else signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
 def follow(ctx: dict[str, Any], jobs, poll_s: float = 2.0) -> list[str]:
     """A live line per poll: trials done / running / pruned / failed of the total, and the best so far.
-    Returns one line per worker that ended without finishing (cancelled, killed, crashed)."""
+    Returns one line per worker that ended without finishing (cancelled, killed, crashed).
+
+    SIGINT (Ctrl-C) or SIGTERM: the workers are told to checkpoint their trials and stop (each trial is failed as
+    preempted and queued again); a second signal, or STOP_WAIT_S, kills them. ctx['interrupted'] names the signal."""
     from rich.console import Console
+
+    from .train.signals import stop_on_signals
 
     console = Console(stderr=True)
     study = optuna.load_study(study_name=ctx["study_name"], storage=open_storage(ctx["storage"]))
-    last = None
-    with console.status("sweep running") as status:
+    last, stopping, deadline = None, None, 0.0
+    with stop_on_signals() as stop, console.status("sweep running") as status:
         while not all(j.done() for j in jobs):
+            if stop and stopping is None:
+                stopping = stop.signal_name
+                stop.signal_name = None  # armed again: a second signal forces the stop
+                deadline = time.monotonic() + STOP_WAIT_S
+                stop_workers(ctx, jobs)
+            elif stopping and (stop or time.monotonic() > deadline):
+                stop_workers(ctx, jobs, force=True)
             c = counts(study)
             line = (f"trials {c['complete']} done, {c['running']} running, {c['pruned']} pruned, {c['fail']} failed "
                     f"of {ctx['n_trials']}; {best_so_far(study)}")
+            if stopping:
+                line = f"{stopping}: waiting for the workers to checkpoint and stop (again to kill them); " + line
             if line != last:
                 status.update(line)
                 last = line
-            time.sleep(poll_s)
+            stop.wait(poll_s)
+    ctx["interrupted"] = stopping
     lost = []
     for job in jobs:
         try:
@@ -150,8 +213,10 @@ def finish(space, ctx: dict[str, Any]) -> list[dict]:
     counted = counted_trials(study)
     tracker.log_metrics({f"trials/{k}": v for k, v in c.items()}, counted, flush=True)
     ctx["unfinished"] = unfinished(ctx["n_trials"], counted, c)
-    if ctx["unfinished"]:  # every worker ended before the count: the same command resumes this run
-        tracker.finish("KILLED", f"interrupted: {ctx['unfinished']}; rerun the sweep command to resume")
+    if ctx.get("interrupted") or ctx["unfinished"]:  # the same command resumes this run
+        why = f"{ctx['interrupted']}: stopped" if ctx.get("interrupted") else "interrupted"
+        tracker.finish("KILLED", f"{why} with {ctx['unfinished'] or 'the count reached'}; rerun the sweep command "
+                                 "to resume")
     else:
         tracker.finish("FINISHED")
     return table

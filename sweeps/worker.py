@@ -32,6 +32,7 @@ from .trial import TrialRunner, close_lost_runs
 
 
 PLOT_EVERY_S = 60
+STOP_FILE = "STOP"  # written by an interrupted sweep command: workers that have not asked yet stop before asking
 
 
 @contextlib.contextmanager
@@ -120,7 +121,7 @@ def _ask_and_run(ctx: dict[str, Any], index: int, stop) -> int:
         close_lost_runs(lost_runs, original_number(failed), failed.user_attrs.get("reason", "worker lost"))
 
     ran = 0
-    while not stop:
+    while not stop and not (sweep_dir / STOP_FILE).exists():
         with sweep_lock(sweep_dir):
             fail_lost_trials(study, close_runs)
             done = counted_trials(study) >= ctx["n_trials"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 
@@ -48,9 +49,11 @@ class LanguageModelling(Task):
             else:
                 self._corpus = self._build()
                 path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".tmp")
+                # a temporary name of this process's own: two workers building the same corpus at once each
+                # write theirs, and the atomic rename lets neither read half a file nor lose its own
+                tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
                 torch.save(vars(self._corpus), tmp)
-                tmp.replace(path)  # atomic: concurrent workers never read half a file
+                tmp.replace(path)
             if len(self._corpus.train) < self.seq_len + 1 or len(self._corpus.val) < self.seq_len + 1:
                 raise ComponentError(f"task 'lm': the corpus is too small for seq_len={self.seq_len} "
                                      f"({len(self._corpus.train)} train / {len(self._corpus.val)} val bytes)")

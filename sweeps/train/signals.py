@@ -1,4 +1,5 @@
-"""SIGTERM / SIGUSR2 (SLURM preemption, time limits, scancel) become a flag the loop checks between steps.
+"""SIGTERM / SIGUSR2 (SLURM preemption, time limits, scancel) and SIGINT (Ctrl-C) become a flag the loop checks
+between steps.
 
 Nested scopes share one flag: a sweep worker turns signals into a flag for its whole life, and the training
 run inside it sees that same flag, so a signal that arrives between two trials stops the worker as cleanly as
@@ -11,7 +12,8 @@ import threading
 import time
 from contextlib import contextmanager
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
+# SIGINT too: Ctrl-C in a terminal reaches every process of the foreground group, and each checkpoints and stops
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2, signal.SIGINT)
 
 
 class StopFlag:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
@@ -130,3 +131,72 @@ def test_a_trial_lost_twice_is_retried_to_the_end_even_inside_the_grace_window(t
     assert not info["failing"] and sum(r["trials"] for r in info["retried"]) == 2
     assert all("lost" in r["reason"] for r in info["retried"])
     assert [r["trial"] for r in rows(load(ctx), ["val/bpb", "recall/mqar"])] == [first.number]  # as MLflow tags it
+
+
+def sweep_args(tmp_path, *extra):
+    return ["sweep", f"sweep.dir={tmp_path / 'sweep'}", *FAST, "launcher=local", *extra]
+
+
+def popen(args, cwd):
+    exe = str(Path(sys.executable).with_name("mirasweep"))
+    return subprocess.Popen([exe, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its own process group, as a terminal's foreground job
+
+
+@pytest.mark.parametrize("how", ["Ctrl-C to the process group", "SIGTERM to the sweep command"])
+def test_a_signal_checkpoints_every_worker_and_the_same_command_resumes(tmp_path, how):
+    args = sweep_args(tmp_path, "launcher.workers=2", "sweep.n_trials=3")
+    proc = popen(args, tmp_path)
+    context = tmp_path / "sweep" / "sweep.json"
+    deadline = time.time() + 120
+    while not context.is_file():
+        assert time.time() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    ctx = load_context(tmp_path / "sweep")
+    wait_for_running(load(ctx))
+    time.sleep(1.0)  # some training steps in
+    if how.startswith("Ctrl-C"):
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGTERM)
+    started = time.time()
+    out, err = proc.communicate(timeout=150)  # its pipes close only when no worker holds them: no orphans
+    assert proc.returncode == 3, out + err
+    assert time.time() - started < 60
+    assert "Traceback" not in err and "resume: the same sweep command" in err
+    for pid_file in Path(ctx["sweep_dir"], "pids").glob("*.pid"):
+        assert worker_alive(f"worker:pid {pid_file.read_text()}@{HOST}") is False
+    trials = load(ctx).get_trials()
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    stopped = [t for t in trials if t.state == TrialState.FAIL]
+    assert stopped and all(t.user_attrs["reason"].startswith("preempted: SIG") for t in stopped)
+    history = [optuna.storages.RetryHeartbeatStaleTrialCallback.retry_history(t) for t in trials]
+    assert {t.number for t in stopped} <= {n for h in history for n in h}  # each queued again
+    client = MlflowClient(ctx["tracking_uri"])
+    exp = client.get_experiment_by_name(ctx["experiment"]).experiment_id
+    assert not client.search_runs([exp], "attributes.status = 'RUNNING'")
+    parent_id = Path(ctx["sweep_dir"], "mlflow_parent_run_id").read_text().strip()
+    assert client.get_run(parent_id).info.status == "KILLED"
+    if how.startswith("SIGTERM"):
+        return
+    resumed = cli(args, tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    study = load(ctx)
+    assert counted_trials(study) == 3 and not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+    assert client.get_run(parent_id).info.status == "FINISHED"
+
+
+def test_two_identical_commands_started_at_once_share_one_study(tmp_path):
+    args = sweep_args(tmp_path, "launcher.workers=1", "sweep.n_trials=2")
+    procs = [popen(args, tmp_path) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, out + err
+        assert "Traceback" not in err
+    ctx = load_context(tmp_path / "sweep")
+    trials = load(ctx).get_trials()
+    assert len(trials) == 2 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    assert [t.user_attrs.get("preset") for t in trials].count("deltanet") == 1  # enqueued exactly once
+    client = MlflowClient(ctx["tracking_uri"])
+    exp = client.get_experiment_by_name(ctx["experiment"]).experiment_id
+    assert len(client.search_runs([exp], "tags.kind = 'sweep'")) == 1  # one parent run
