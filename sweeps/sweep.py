@@ -231,16 +231,13 @@ def unfinished(n_trials: int, counted: int, c: dict[str, int]) -> str:
     return ", ".join(left)
 
 
-def fail_lost(ctx: dict[str, Any]) -> list[int]:
+def requeue_lost(ctx: dict[str, Any]) -> list[int]:
     """After the workers ended: trials still RUNNING lost their workers; failed (with the reason, MLflow runs closed)
     and queued again. Returns their numbers."""
-    from .study import fail_lost_trials, original_number
-    from .trial import close_lost_runs
+    from .trial import fail_lost
 
     study = optuna.load_study(study_name=ctx["study_name"], storage=open_storage(ctx["storage"]))
-    tracker = Tracker(ctx["tracking_uri"], ctx["experiment"])
-    failed = fail_lost_trials(study, lambda t: close_lost_runs(tracker, original_number(t), t.user_attrs["reason"]))
-    return [t.number for t in failed]
+    return [t.number for t in fail_lost(study, Tracker(ctx["tracking_uri"], ctx["experiment"]))]
 
 
 def run_sweep(config: dict[str, Any], choices: dict[str, str], detach: bool = False) -> tuple[list[dict], dict]:
@@ -251,5 +248,5 @@ def run_sweep(config: dict[str, Any], choices: dict[str, str], detach: bool = Fa
     if detach:
         return [], ctx
     ctx["lost_workers"] = follow(ctx, jobs)
-    ctx["requeued"] = fail_lost(ctx)
+    ctx["requeued"] = requeue_lost(ctx)
     return finish(space, ctx), ctx

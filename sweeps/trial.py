@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 
 from components.models import resolve_spec
 
-from .study import original_number
+from .study import fail_lost_trials, original_number
 from .tracking import Tracker
 from .train import NonFiniteLoss, Preempted, Pruned
 from .train.run import run_training
@@ -42,6 +42,12 @@ def close_lost_runs(tracker: Tracker, number: int, reason: str) -> None:
         client.set_tag(run.info.run_id, "state", "FAIL")
         client.set_tag(run.info.run_id, "reason", reason[:5000])
         client.set_terminated(run.info.run_id, "FAILED")
+
+
+def fail_lost(study: optuna.Study, tracker: Tracker) -> list:
+    """study.fail_lost_trials, closing each lost attempt's MLflow runs with its reason."""
+    return fail_lost_trials(study, lambda t: close_lost_runs(tracker, original_number(t),
+                                                             t.user_attrs.get("reason", "worker lost")))
 
 
 class TrialRunner:

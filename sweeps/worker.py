@@ -25,10 +25,9 @@ import submitit
 import torch
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 
-from .study import (counted_trials, fail_lost_trials, make_pruner, make_sampler, open_storage, original_number,
-                    running_trials)
+from .study import counted_trials, make_pruner, make_sampler, open_storage, running_trials
 from .train.signals import stop_on_signals
-from .trial import TrialRunner, close_lost_runs
+from .trial import TrialRunner, fail_lost
 
 
 PLOT_EVERY_S = 60
@@ -116,14 +115,10 @@ def _ask_and_run(ctx: dict[str, Any], index: int, stop) -> int:
     runner = TrialRunner(space, ctx, Tracker(ctx["tracking_uri"], ctx["experiment"]))
     parent = Tracker(ctx["tracking_uri"], ctx["experiment"])
     lost_runs = Tracker(ctx["tracking_uri"], ctx["experiment"])
-
-    def close_runs(failed) -> None:
-        close_lost_runs(lost_runs, original_number(failed), failed.user_attrs.get("reason", "worker lost"))
-
     ran = 0
     while not stop and not (sweep_dir / STOP_FILE).exists():
         with sweep_lock(sweep_dir):
-            fail_lost_trials(study, close_runs)
+            fail_lost(study, lost_runs)
             done = counted_trials(study) >= ctx["n_trials"]
             others = running_trials(study) if done else []
             trial = None if done else study.ask()

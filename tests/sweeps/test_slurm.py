@@ -183,6 +183,35 @@ def test_a_preempted_worker_requeues_and_its_trial_resumes_to_the_uninterrupted_
     assert client.get_run(first.user_attrs["mlflow_run_id"]).data.tags["reason"].startswith("preempted")
 
 
+def checkpointed_since(ctx: dict, number: int, since: float) -> bool:
+    """A task of trial `number` (its retries share the folder) wrote a checkpoint after `since`."""
+    tasks = Path(ctx["sweep_dir"], "trials", f"{number:05d}")
+    return any((d / "checkpoint.pt").is_file() and (d / "checkpoint.pt").stat().st_mtime > since
+               and not (d / "result.json").is_file() for d in tasks.glob("*"))
+
+
+@pytest.mark.timeout(300)
+def test_a_trial_preempted_twice_is_followed_to_the_end_of_its_retry_chain(tmp_path, slurm):
+    ctx = detach(sweep_args(tmp_path, *LONG, "launcher.workers=1", "sweep.n_trials=1"), tmp_path)
+    wait(lambda: training(ctx, 0), 120, "trial 0 to be between two training checkpoints")
+    subprocess.run(["scancel", "--signal=USR2", ctx["array"]], check=True)
+    first_stop = time.time()
+    wait(lambda: len(load(ctx).get_trials(states=(TrialState.RUNNING,))) == 1
+         and load(ctx).get_trials(states=(TrialState.RUNNING,))[0].number == 1
+         and checkpointed_since(ctx, 0, first_stop), 120, "the retry to resume and write a checkpoint")
+    subprocess.run(["scancel", "--signal=USR2", ctx["array"]], check=True)  # the retry preempted too
+    wait(lambda: finished(ctx), 240, "the retry of the retry to finish")
+    trials = load(ctx).get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL, TrialState.COMPLETE]
+    assert all(t.user_attrs["reason"].startswith("preempted: SIGUSR2") for t in trials[:2])
+    assert Retry.retry_history(trials[2]) == [0, 1]
+    info = json.loads(cli(["status", ctx["sweep_dir"], "--json"], tmp_path).stdout)
+    assert info["counted"] == 1 and info["states"]["retried"] == 2 and not info["failing"]
+    client = MlflowClient(ctx["tracking_uri"])
+    exp = client.get_experiment_by_name(ctx["experiment"]).experiment_id
+    assert not client.search_runs([exp], "attributes.status = 'RUNNING'")
+
+
 @pytest.mark.timeout(300)
 def test_a_cancelled_worker_fails_its_trial_and_the_other_worker_retries_it(tmp_path, slurm):
     ctx = detach(sweep_args(tmp_path, *LONG, "launcher.workers=2", "sweep.n_trials=3"), tmp_path)
