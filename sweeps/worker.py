@@ -122,7 +122,9 @@ def _ask_and_run(ctx: dict[str, Any], index: int, stop) -> int:
             done = counted_trials(study) >= ctx["n_trials"]
             others = running_trials(study) if done else []
             trial = None if done else study.ask()
-        if done and not others:
+        if done and not others:  # the sweep is complete: its parent run too (a detached sweep has no command to do it)
+            parent.run_id = ctx["parent_run_id"]
+            parent.finish("FINISHED")
             break
         if trial is None:
             # The count is reached, but trials of other workers still run: wait for them to finish, or to be found
