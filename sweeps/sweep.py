@@ -64,6 +64,42 @@ def prepare(config: dict[str, Any], choices: dict[str, str]) -> tuple[Any, dict[
     return space, ctx
 
 
+def check_writable(ctx: dict[str, Any]) -> None:
+    """One clear message, before anything is created or started, when a store of an existing sweep (SQLite study or
+    MLflow store, journal file) or the sweep directory cannot be written (read-only file system or file)."""
+    import sqlite3
+    import tempfile
+
+    for what, url in (("sweep.storage (the Optuna study)", ctx["storage"]),
+                      ("tracking.uri (the MLflow store)", ctx["tracking_uri"])):
+        path = Path(url[len("sqlite:///"):] if url.startswith("sqlite:///") else url[len("journal:"):])
+        if not (url.startswith(("sqlite:///", "journal:")) and path.exists()):
+            continue
+        try:
+            if url.startswith("sqlite"):
+                con = sqlite3.connect(path, timeout=60)
+                try:
+                    con.execute("BEGIN IMMEDIATE")
+                    con.execute("CREATE TABLE mirasweep_write_check (x)")  # a real write, rolled back
+                    con.rollback()
+                finally:
+                    con.close()
+            else:
+                with open(path, "a"):
+                    pass
+        except (sqlite3.Error, OSError) as err:
+            raise ComponentError(f"{what} {path} cannot be written ({err}); nothing was started: make it writable "
+                                 "(file system, permissions), then rerun the same command") from None
+    sweep_dir = Path(ctx["sweep_dir"])
+    try:
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=sweep_dir):
+            pass
+    except OSError as err:
+        raise ComponentError(f"sweep.dir {sweep_dir} cannot be written ({err.strerror or err}); nothing was started") \
+            from None
+
+
 def create_stores(space, ctx: dict[str, Any]) -> None:
     """The sweep directory, the study (with the seed presets enqueued once), the MLflow parent run."""
     from .worker import STOP_FILE, sweep_lock
@@ -242,6 +278,7 @@ def requeue_lost(ctx: dict[str, Any]) -> list[int]:
 
 def run_sweep(config: dict[str, Any], choices: dict[str, str], detach: bool = False) -> tuple[list[dict], dict]:
     space, ctx = prepare(config, choices)
+    check_writable(ctx)
     create_stores(space, ctx)
     jobs = launch(ctx)
     ctx["job_ids"] = [str(j.job_id) for j in jobs]

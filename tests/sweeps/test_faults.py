@@ -200,3 +200,32 @@ def test_two_identical_commands_started_at_once_share_one_study(tmp_path):
     client = MlflowClient(ctx["tracking_uri"])
     exp = client.get_experiment_by_name(ctx["experiment"]).experiment_id
     assert len(client.search_runs([exp], "tags.kind = 'sweep'")) == 1  # one parent run
+
+
+@pytest.fixture
+def read_only():
+    """Makes a folder read-only for real: a read-only bind mount of itself (root; undone after the test)."""
+    mounted = []
+
+    def make(path: Path) -> None:
+        if subprocess.run(["mount", "--bind", str(path), str(path)], capture_output=True).returncode != 0:
+            pytest.skip("this machine cannot bind-mount (needs root and mount(8))")
+        mounted.append(path)
+        assert subprocess.run(["mount", "-o", "remount,bind,ro", str(path)], capture_output=True).returncode == 0
+
+    yield make
+    for path in mounted:
+        subprocess.run(["umount", "--lazy", str(path)], check=True)  # this test process may still hold the store open
+
+
+def test_a_store_that_cannot_be_written_is_one_clear_message_before_anything_starts(tmp_path, read_only):
+    args = ["sweep", f"sweep.dir={tmp_path / 'sweep'}", *FAST, "launcher=debug", "search_space.enqueue=[]"]
+    assert cli([*args, "sweep.n_trials=1"], tmp_path).returncode == 0
+    ctx = load_context(tmp_path / "sweep")
+    trials = len(load(ctx).get_trials())
+    read_only(tmp_path / "sweep")
+    out = cli([*args, "sweep.n_trials=2"], tmp_path)  # the resume finds its stores read-only
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+    assert "mirasweep: error: sweep.storage (the Optuna study)" in out.stderr and "cannot be written" in out.stderr
+    assert len(load(ctx).get_trials()) == trials  # nothing ran
