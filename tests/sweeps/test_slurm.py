@@ -196,9 +196,11 @@ def test_a_trial_preempted_twice_is_followed_to_the_end_of_its_retry_chain(tmp_p
     wait(lambda: training(ctx, 0), 120, "trial 0 to be between two training checkpoints")
     subprocess.run(["scancel", "--signal=USR2", ctx["array"]], check=True)
     first_stop = time.time()
-    wait(lambda: len(load(ctx).get_trials(states=(TrialState.RUNNING,))) == 1
-         and load(ctx).get_trials(states=(TrialState.RUNNING,))[0].number == 1
-         and checkpointed_since(ctx, 0, first_stop), 120, "the retry to resume and write a checkpoint")
+    def retry_training() -> bool:  # one snapshot of the study: the retry (trial 1) runs past a new checkpoint
+        running = load(ctx).get_trials(states=(TrialState.RUNNING,))
+        return [t.number for t in running] == [1] and checkpointed_since(ctx, 0, first_stop)
+
+    wait(retry_training, 120, "the retry to resume and write a checkpoint")
     subprocess.run(["scancel", "--signal=USR2", ctx["array"]], check=True)  # the retry preempted too
     wait(lambda: finished(ctx), 240, "the retry of the retry to finish")
     trials = load(ctx).get_trials()
