@@ -8,6 +8,7 @@ path; the components never see it. A device backend (FLA's Triton kernels on CUD
 """
 from __future__ import annotations
 
+import abc
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
@@ -20,23 +21,23 @@ CHUNKED_PATHS = ("exact", "fused", "stack", "func")
 MINI_BATCH_PATHS = ("fused", "stack", "func")
 
 
-class Backend:
+class Backend(abc.ABC):
     """A device backend: runs the rules it supports on kernels of its own, token by token exact."""
 
     name = ""
     auto = True  # whether path 'auto' takes it on a device where it is available
 
+    @abc.abstractmethod
     def unavailable(self, device: torch.device, dtype: torch.dtype) -> str | None:
         """Why this backend cannot run on `device` with inputs of `dtype` (device type, library missing), or None."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def unsupported(self, rule, exact: bool, read_after: bool) -> str | None:
         """Why this backend cannot compute `rule` with these semantics, or None."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def scan(self, rule, state, inputs, read_after: bool, io_dtype: torch.dtype | None):
         """(y, new state) for the whole sequence. io_dtype: the autocast dtype of the call, if any."""
-        raise NotImplementedError
 
 
 BACKENDS: dict[str, Backend] = {}

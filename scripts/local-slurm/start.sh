@@ -1,5 +1,4 @@
 #!/usr/bin/env bash
-# Adapted from ../shared/tools/local-slurm (see ../shared/reference/local-slurm.md for the choices behind it).
 # Start a real single-node SLURM cluster on loopback (Debian 12, Slurm 22.05), as root,
 # without systemd and without cgroups. Idempotent: installs what is missing, writes the
 # config, starts only the daemons that are not already running (tracked by pid files

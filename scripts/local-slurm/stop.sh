@@ -1,5 +1,4 @@
 #!/usr/bin/env bash
-# Adapted from ../shared/tools/local-slurm (see ../shared/reference/local-slurm.md for the choices behind it).
 # Stop the daemons started by scripts/local-slurm/start.sh, and only those: each one is found
 # through its pid file under $LOCAL_SLURM_DIR and signalled by pid after checking the
 # process name (no pkill/killall). Running jobs are cancelled first.
