@@ -278,8 +278,20 @@ def requeue_lost(ctx: dict[str, Any]) -> list[int]:
 
 def run_sweep(config: dict[str, Any], choices: dict[str, str], detach: bool = False) -> tuple[list[dict], dict]:
     space, ctx = prepare(config, choices)
-    check_writable(ctx)
-    create_stores(space, ctx)
+    new = not Path(ctx["sweep_dir"]).exists()
+    try:
+        check_writable(ctx)
+        create_stores(space, ctx)
+    except Exception as err:  # a store that cannot be opened: one message, not a database library's traceback
+        if new:  # nothing half-created
+            import shutil
+
+            shutil.rmtree(ctx["sweep_dir"], ignore_errors=True)
+        if isinstance(err, ComponentError):
+            raise
+        cause = (str(err).strip().splitlines() or [""])[0][:300]
+        raise ComponentError(f"sweep: cannot open the sweep's stores (study {ctx['storage']}, MLflow "
+                             f"{ctx['tracking_uri']}): {type(err).__name__}: {cause}") from None
     jobs = launch(ctx)
     ctx["job_ids"] = [str(j.job_id) for j in jobs]
     if detach:

@@ -229,3 +229,13 @@ def test_a_store_that_cannot_be_written_is_one_clear_message_before_anything_sta
     assert "Traceback" not in out.stderr
     assert "mirasweep: error: sweep.storage (the Optuna study)" in out.stderr and "cannot be written" in out.stderr
     assert len(load(ctx).get_trials()) == trials  # nothing ran
+
+
+def test_a_store_that_cannot_be_opened_is_one_message_and_nothing_is_left(tmp_path):
+    args = ["sweep", f"sweep.dir={tmp_path / 'sweep'}", *FAST, "launcher=debug", "sweep.n_trials=1",
+            "sweep.storage=postgresql+psycopg://nobody@127.0.0.1:1/nothing"]  # no server listens on port 1
+    out = cli(args, tmp_path)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+    assert "mirasweep: error: sweep: cannot open the sweep's stores" in out.stderr
+    assert not (tmp_path / "sweep").exists()
