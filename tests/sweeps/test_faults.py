@@ -71,10 +71,11 @@ def test_a_chain_that_keeps_losing_its_worker_ends_failed_with_its_reason(tmp_pa
 
 
 def wait_for_running(study, exclude=(), timeout=180) -> optuna.trial.FrozenTrial:
+    """A trial that runs, with its worker and its MLflow run recorded (a kill after this leaves a run to close)."""
     deadline = time.time() + timeout
     while True:
         running = [t for t in study.get_trials(states=(TrialState.RUNNING,))
-                   if t.number not in exclude and "worker" in t.user_attrs]
+                   if t.number not in exclude and {"worker", "mlflow_run_id"} <= set(t.user_attrs)]
         if running:
             return running[0]
         assert time.time() < deadline, "no trial started running"
