@@ -245,8 +245,15 @@ def _print_axes(summary: list[dict]) -> None:
     _print_rows(summary, "per-axis summary: which choices win (completed trials)")
 
 
-def _print_rows(table: list[dict], title: str) -> None:
+def _table_console():
+    """Rich's console for result tables: a terminal's width, else (a log, a pipe) wide enough that no header or value
+    is cut to '…' at rich's default of 80 columns."""
     from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=240)
+
+
+def _print_rows(table: list[dict], title: str) -> None:
     from rich.table import Table
 
     if not table:
@@ -256,14 +263,13 @@ def _print_rows(table: list[dict], title: str) -> None:
         out.add_column(key, no_wrap=key in ("axis", "choice", "preset", "architecture"))
     for row in table:
         out.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()))
-    Console().print(out)
+    _table_console().print(out)
 
 
 def _print_report(table: list[dict], ctx: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = _table_console()
     title = "best architectures (Pareto set)" if len(ctx["space"]["objectives"]) > 1 else "best architectures"
     out = Table(title=f"{title} — sweep {ctx['study_name']}", title_justify="left")
     shown = [k for k in (table[0] if table else {"trial": 0}) if k not in ("mlflow_run_id", "preset")]
