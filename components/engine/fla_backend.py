@@ -78,7 +78,7 @@ def fla_op(rule) -> tuple[str | None, str | None]:
     return "gated_delta_rule", None
 
 
-def to_fla(rule, op: str, state: MemoryState, k: Tensor, v: Tensor, q: Tensor, gates: dict[str, Tensor],
+def to_fla(op: str, state: MemoryState, k: Tensor, v: Tensor, q: Tensor, gates: dict[str, Tensor],
            io_dtype: torch.dtype | None = None) -> FlaCall:
     """Our inputs (N, T, d), gates (N, T[, c]) and state -> one FLA call; q, k, v in io_dtype (autocast) if given."""
     heads = lambda x: rearrange(x, "n t ... -> n t 1 ...")  # noqa: E731
@@ -151,7 +151,7 @@ class FlaBackend(Backend):
 
     def scan(self, rule, state: MemoryState, inputs, read_after: bool, io_dtype: torch.dtype | None):
         op, _ = fla_op(rule)
-        call = to_fla(rule, op, state, inputs.k, inputs.v, inputs.q, inputs.gates, io_dtype)
+        call = to_fla(op, state, inputs.k, inputs.v, inputs.q, inputs.gates, io_dtype)
         o, ht = self.run(call)
         return from_fla(o, ht, inputs.k.dtype)
 
