@@ -25,6 +25,7 @@ warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to b
 HEARTBEAT_S = 10
 GRACE_S = 30
 MAX_RETRY = 3  # retries of a trial whose worker was lost (preemptions and cancellations are retried every time)
+LOST = " lost: "  # in the reason of an attempt whose worker was lost (what lost_attempts counts)
 
 
 def storage_url(setting: str | None, sweep_dir: Path) -> str:
@@ -140,15 +141,17 @@ def fail_lost_trials(study: optuna.Study, on_failed=None) -> list[FrozenTrial]:
         worker = trial.user_attrs.get("worker", "")
         if trial._trial_id in stale:
             grace = getattr(getattr(storage, "_backend", storage), "grace_period", None)  # _CachedStorage wraps the RDB
-            why = f"worker {worker or '?'} lost: no heartbeat for {grace} s"
+            why = f"worker {worker or '?'}{LOST}no heartbeat for {grace} s"
         elif worker and worker_alive(worker) is False:
-            why = f"worker {worker} lost: its process or job ended while the trial ran"
+            why = f"worker {worker}{LOST}its process or job ended while the trial ran"
         else:
             continue
         attempts = len(RetryHeartbeatStaleTrialCallback.retry_history(trial)) + 1
-        retry = attempts <= MAX_RETRY
+        lost = lost_attempts(study, trial) + 1
+        retry = lost <= MAX_RETRY
         why += (f" (killed, out of memory or node failure); retried, attempt {attempts + 1}" if retry else
-                f"; gave up after {attempts} attempts (the retry limit is {MAX_RETRY} retries)")
+                f"; gave up after {attempts} attempts, {lost} of them lost (the limit is {MAX_RETRY} retries of lost "
+                "workers; preemptions do not count)")
         try:
             storage.set_trial_user_attr(trial._trial_id, "reason", why)
             if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
@@ -162,6 +165,18 @@ def fail_lost_trials(study: optuna.Study, on_failed=None) -> list[FrozenTrial]:
         if on_failed is not None:
             on_failed(frozen)
     return failed
+
+
+def lost_attempts(study: optuna.Study, trial: FrozenTrial) -> int:
+    """Earlier attempts of this trial's retry chain that lost their worker (killed, out of memory, node failure).
+    Preemptions and cancellations checkpoint and stop cleanly, so they never use up the retry limit: on a busy
+    cluster a trial may be preempted any number of times and still finish."""
+    history = set(RetryHeartbeatStaleTrialCallback.retry_history(trial))
+    if not history:
+        return 0
+    return sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+               if t.number in history and t.user_attrs.get("reason", "").startswith("worker ")
+               and LOST in t.user_attrs["reason"])
 
 
 def running_trials(study: optuna.Study) -> list[FrozenTrial]:

@@ -100,8 +100,9 @@ def check_writable(ctx: dict[str, Any]) -> None:
             from None
 
 
-def create_stores(space, ctx: dict[str, Any]) -> None:
-    """The sweep directory, the study (with the seed presets enqueued once), the MLflow parent run."""
+def create_stores(space, ctx: dict[str, Any]) -> dict[str, bool]:
+    """The sweep directory, the study (with the seed presets enqueued once), the MLflow parent run. Returns what this
+    call created (`study`, `parent_run`), so that a launch that fails can take exactly that back."""
     from .worker import STOP_FILE, sweep_lock
 
     sweep_dir = Path(ctx["sweep_dir"])
@@ -109,11 +110,12 @@ def create_stores(space, ctx: dict[str, Any]) -> None:
     # Two identical commands started at once: the first creates the study, enqueues the presets and the parent run;
     # the second waits for it here and then works on the same study (its workers join the first one's).
     with sweep_lock(sweep_dir):
-        _create_stores(space, ctx, sweep_dir)
+        created = _create_stores(space, ctx, sweep_dir)
         Path(sweep_dir, STOP_FILE).unlink(missing_ok=True)  # an earlier interrupted command's stop: this one resumes
+    return created
 
 
-def _create_stores(space, ctx: dict[str, Any], sweep_dir: Path) -> None:
+def _create_stores(space, ctx: dict[str, Any], sweep_dir: Path) -> dict[str, bool]:
     storage = open_storage(ctx["storage"])
     new = ctx["study_name"] not in {s.study_name for s in optuna.get_all_study_summaries(storage)}
     create_study(ctx["storage"], ctx["study_name"], [o.direction for o in space.objectives])
@@ -133,6 +135,70 @@ def _create_stores(space, ctx: dict[str, Any], sweep_dir: Path) -> None:
         tracker.log_json(ctx["space"], "search_space.json")
     ctx["parent_run_id"] = tracker.run_id
     (sweep_dir / SWEEP_FILE).write_text(json.dumps(ctx, indent=2, default=str))
+    return {"study": new, "parent_run": resume is None}
+
+
+def launch_or_undo(ctx: dict[str, Any], created: dict[str, bool], new_dir: bool) -> list:
+    """Start the workers. When that fails (sbatch refuses the array: unknown partition, account or QOS, too much
+    memory; no sbatch at all), one message naming the launcher setting, and nothing half-created: a new sweep's
+    study, parent run and directory are removed; a resumed sweep's parent run is marked KILLED with the reason."""
+    import contextlib
+    import io
+    import sys
+
+    said = io.StringIO()  # submitit prints sbatch's refusal before raising it: the one message below says it once
+    try:
+        with contextlib.redirect_stderr(said):
+            jobs = launch(ctx)
+        sys.stderr.write(said.getvalue())
+        return jobs
+    except Exception as err:
+        message = launch_error(ctx["launcher"], err)
+        tracker = Tracker(ctx["tracking_uri"], ctx["experiment"])
+        tracker.run_id = ctx["parent_run_id"]
+        if created["parent_run"]:
+            tracker.client.delete_run(ctx["parent_run_id"])
+        else:
+            tracker.finish("KILLED", f"the workers could not be started: {message}")
+        if created["study"]:
+            optuna.delete_study(study_name=ctx["study_name"], storage=open_storage(ctx["storage"]))
+        if new_dir:
+            import shutil
+
+            shutil.rmtree(ctx["sweep_dir"], ignore_errors=True)
+        raise ComponentError(message) from None
+
+
+# words of sbatch's refusals -> the launcher setting that controls them (first match; "account/partition
+# combination" is the account's)
+SBATCH_SETTINGS = (("account", "account"), ("partition", "partition"), ("qos", "qos"), ("feature", "constraint"),
+                   ("constraint", "constraint"), ("memory", "mem_gb"), ("gres", "gpus_per_task"),
+                   ("gpu", "gpus_per_task"), ("time limit", "timeout_min"), ("cpu", "cpus_per_worker"),
+                   ("processor", "cpus_per_worker"))
+
+
+def launch_error(launcher: dict[str, Any], err: Exception) -> str:
+    """One line for a failed launch: which setting, what the scheduler said, and what it accepts where we can ask."""
+    import shutil
+    import subprocess
+
+    name = launcher.get("name", "local")
+    said = " ".join(line.strip() for line in str(err).strip().splitlines() if line.strip())[:400]
+    if isinstance(err, FileNotFoundError) and name == "slurm":
+        return (f"launcher=slurm: no SLURM on this machine ({err.filename or 'sbatch'} not found); run the sweep "
+                "from a cluster's login node, or use launcher=local")
+    if name != "slurm":
+        return f"launcher={name}: the workers could not be started: {type(err).__name__}: {said}"
+    lowered = said.lower()
+    key = next((setting for word, setting in SBATCH_SETTINGS if word in lowered), None)
+    where = f"launcher.{key}" if key else "launcher (the sbatch options in conf/launcher/slurm.yaml)"
+    value = f" = {launcher.get(key)!r}" if key and launcher.get(key) is not None else ""
+    known = ""
+    if key == "partition" and shutil.which("sinfo"):
+        out = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=30)
+        names = sorted({p.rstrip("*") for p in out.stdout.split()})
+        known = f"; partitions on this cluster: {', '.join(names)}" if names else ""
+    return f"{where}{value}: sbatch refused the job array: {said}{known}; nothing was started"
 
 
 def load_context(path: str | Path) -> dict[str, Any]:
@@ -281,7 +347,7 @@ def run_sweep(config: dict[str, Any], choices: dict[str, str], detach: bool = Fa
     new = not Path(ctx["sweep_dir"]).exists()
     try:
         check_writable(ctx)
-        create_stores(space, ctx)
+        created = create_stores(space, ctx)
     except Exception as err:  # a store that cannot be opened: one message, not a database library's traceback
         if new:  # nothing half-created
             import shutil
@@ -292,7 +358,7 @@ def run_sweep(config: dict[str, Any], choices: dict[str, str], detach: bool = Fa
         cause = (str(err).strip().splitlines() or [""])[0][:300]
         raise ComponentError(f"sweep: cannot open the sweep's stores (study {ctx['storage']}, MLflow "
                              f"{ctx['tracking_uri']}): {type(err).__name__}: {cause}") from None
-    jobs = launch(ctx)
+    jobs = launch_or_undo(ctx, created, new)
     ctx["job_ids"] = [str(j.job_id) for j in jobs]
     if detach:
         return [], ctx

@@ -70,6 +70,34 @@ def test_a_chain_that_keeps_losing_its_worker_ends_failed_with_its_reason(tmp_pa
     assert counts(study) == {"complete": 0, "pruned": 0, "fail": 1, "running": 0, "waiting": 0, "retried": MAX_RETRY}
 
 
+def test_preemptions_do_not_use_up_the_retry_limit_of_lost_workers(tmp_path):
+    """A trial preempted many times on a busy cluster keeps being retried; only lost workers count to the limit."""
+    storage = open_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    study = optuna.create_study(storage=storage, study_name="faults")
+    lost = 0
+    for attempt in range(2 * MAX_RETRY + 2):
+        trial = study.ask()
+        trial.suggest_float("x", 0, 1)
+        if attempt % 2 == 0:  # preempted: the worker checkpoints, fails its trial and queues the retry (sweeps.worker)
+            trial.set_user_attr("reason", f"preempted: SIGUSR2 at step {attempt} of task 'lm'; its checkpoint is kept")
+            study.tell(trial, state=TrialState.FAIL)
+            optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=None)(study, study._storage.get_trial(
+                trial._trial_id))
+            continue
+        trial.set_user_attr("worker", f"worker-0:pid {dead_pid()}@{HOST}")
+        [failed] = fail_lost_trials(study)
+        lost += 1
+        waiting = study.get_trials(states=(TrialState.WAITING,))
+        if lost <= MAX_RETRY:
+            assert waiting and "retried" in failed.user_attrs["reason"], failed.user_attrs["reason"]
+        else:
+            assert not waiting
+            assert f"{MAX_RETRY + 1} of them lost" in failed.user_attrs["reason"]
+            assert "preemptions do not count" in failed.user_attrs["reason"]
+    assert lost == MAX_RETRY + 1  # 2 * MAX_RETRY + 2 attempts in all: half preempted, never counted
+    assert counted_trials(study) == 1
+
+
 def wait_for_running(study, exclude=(), timeout=180) -> optuna.trial.FrozenTrial:
     """A trial that runs, with its worker and its MLflow run recorded (a kill after this leaves a run to close)."""
     deadline = time.time() + timeout

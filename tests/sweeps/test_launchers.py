@@ -72,3 +72,30 @@ def test_a_misspelt_slurm_key_exits_2_and_creates_nothing(tmp_path):
     assert out.returncode == 2, out.stderr
     assert "launcher.partiton: unknown key for launcher 'slurm'" in out.stderr and "partition" in out.stderr
     assert not (tmp_path / "sweep").exists()
+
+
+@pytest.mark.parametrize("said, setting", [
+    ("sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified",
+     "launcher.account"),
+    ("sbatch: error: Batch job submission failed: Invalid qos specification", "launcher.qos"),
+    ("sbatch: error: Batch job submission failed: Invalid feature specification", "launcher.constraint"),
+    ("sbatch: error: Memory specification can not be satisfied", "launcher.mem_gb"),
+    ("sbatch: error: Invalid generic resource (gres) specification", "launcher.gpus_per_task"),
+    ("sbatch: error: Batch job submission failed: Requested time limit is invalid", "launcher.timeout_min"),
+    ("sbatch: error: Something nobody expected", "launcher (the sbatch options"),
+])
+def test_sbatch_refusals_name_the_launcher_setting_behind_them(said, setting):
+    from submitit.core.utils import FailedJobError
+
+    from sweeps.sweep import launch_error
+
+    message = launch_error({"name": "slurm", "account": "physics"}, FailedJobError(said))
+    assert message.startswith(setting) and said in message and message.endswith("nothing was started")
+
+
+def test_no_sbatch_on_the_machine_is_one_message_with_the_way_out():
+    from sweeps.sweep import launch_error
+
+    message = launch_error({"name": "slurm"}, FileNotFoundError(2, "No such file or directory", "sbatch"))
+    assert message.startswith("launcher=slurm: no SLURM on this machine (sbatch not found)")
+    assert "launcher=local" in message

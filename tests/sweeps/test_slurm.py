@@ -11,7 +11,9 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -266,3 +268,58 @@ def test_a_sweep_resumes_after_all_its_jobs_were_cancelled(tmp_path, slurm):
     exp = client.get_experiment_by_name(ctx["experiment"]).experiment_id
     assert not client.search_runs([exp], "attributes.status = 'RUNNING'")
     assert client.get_run(ctx["parent_run_id"]).info.status == "FINISHED"
+
+
+@pytest.mark.timeout(300)
+def test_ctrl_c_to_the_sweep_command_cancels_its_array_checkpoints_and_the_same_command_resumes(tmp_path, slurm):
+    args = sweep_args(tmp_path, *LONG, "launcher.workers=2", "sweep.n_trials=3")
+    exe = str(Path(sys.executable).with_name("mirasweep"))
+    proc = subprocess.Popen([exe, *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its own process group, as a terminal's foreground job
+    jobs = tmp_path / "sweep" / "jobs.json"
+    wait(lambda: jobs.is_file() or proc.poll() is not None, 120, "the array to be submitted")
+    ctx = load_context(tmp_path / "sweep")
+    array = json.loads(jobs.read_text())[-1]["job_ids"][0].split("_")[0]
+    wait(lambda: any(training(ctx, t.number) for t in load(ctx).get_trials(states=(TrialState.RUNNING,))), 120,
+         "a trial to be between two training checkpoints")
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in the terminal
+    started = time.time()
+    out, err = proc.communicate(timeout=150)
+    assert proc.returncode == 3, out + err
+    assert time.time() - started < 90
+    assert "Traceback" not in err and "resume: the same sweep command" in err
+    wait(lambda: not live_jobs(array), 60, "the cancelled array to leave the queue")
+    trials = load(ctx).get_trials()
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    stopped = [t for t in trials if t.state == TrialState.FAIL]
+    assert stopped and all(t.user_attrs["reason"].startswith("preempted: SIGTERM") for t in stopped)  # scancel's
+    client = MlflowClient(ctx["tracking_uri"])
+    exp = client.get_experiment_by_name(ctx["experiment"]).experiment_id
+    assert not client.search_runs([exp], "attributes.status = 'RUNNING'")
+    assert client.get_run(ctx["parent_run_id"]).info.status == "KILLED"
+    resumed = cli(args, tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert finished(ctx)
+    retried = {n for t in load(ctx).get_trials() for n in Retry.retry_history(t)}
+    assert {t.number for t in stopped} <= retried  # each stopped trial was resumed by a retry
+    assert client.get_run(ctx["parent_run_id"]).info.status == "FINISHED"
+
+
+@pytest.mark.timeout(120)
+def test_a_job_array_sbatch_refuses_is_one_message_naming_the_setting_and_nothing_is_left(tmp_path, slurm):
+    args = sweep_args(tmp_path, "launcher.partition=no-such-partition", "sweep.n_trials=1")
+    out = cli(args, tmp_path)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr and out.stderr.count("Invalid partition") == 1
+    assert "mirasweep: error: launcher.partition = 'no-such-partition': sbatch refused" in out.stderr
+    assert f"partitions on this cluster: {slurm}" in out.stderr
+    assert not (tmp_path / "sweep").exists()  # nothing half-created
+    # a sweep that exists keeps its trials; its parent run says why this launch did not happen
+    debug = ["sweep", f"sweep.dir={tmp_path / 'sweep'}", *FAST, "launcher=debug", "sweep.n_trials=1"]
+    assert cli(debug, tmp_path).returncode == 0
+    ctx = load_context(tmp_path / "sweep")
+    out = cli([*args[:-1], "sweep.n_trials=2"], tmp_path)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert [t.state for t in load(ctx).get_trials()] == [TrialState.COMPLETE]
+    parent = MlflowClient(ctx["tracking_uri"]).get_run(ctx["parent_run_id"])
+    assert parent.info.status == "KILLED" and "could not be started" in parent.data.tags["failure_reason"]
