@@ -19,7 +19,7 @@ Contenders (forward + backward of loss = y.pow(2).mean()):
                   ours-chunkwise's rule (tests/components/test_titans_pytorch.py); shown, not a target, timed
                   against ours-chunkwise in a fresh process (its heap would change titans' time in the main one)
 
-Two semantics. DESIGN.md's recurrence (ours-chunked) applies momentum and decay per token in closed form and reads
+Two semantics. The recurrence of docs/design.md (ours-chunked) applies momentum and decay per token in closed form and reads
 every token after its own write (exact in-chunk read-after-write): 81.6 GFLOP per fwd+bwd at this config.
 titans-pytorch applies them once per chunk and reads at the chunk-start weights: about 51 GFLOP. The ratios are
 printed for both: ours-chunked against titans (different work), ours-chunkwise against titans (the same work; with

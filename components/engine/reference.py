@@ -1,4 +1,4 @@
-"""The reference: DESIGN.md's recurrence, one token (inner step) at a time, for any rule.
+"""The reference: the recurrence of docs/design.md, one token (inner step) at a time, for any rule.
 
     u_t = grad_W bias(M_W(k_t), v_t) at the chunk-start weights (W_{t-1} when chunk_size == 1),
           times alpha_t for a retention that decays before the write (Gated DeltaNet)
