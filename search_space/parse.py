@@ -47,7 +47,7 @@ def _dataclass_leaves(cls, skip: Sequence[str], ranges: dict, owner: str) -> dic
 
 
 def _model_leaves() -> dict[str, dict[str, Leaf]]:
-    from components.layers.gates import PROJECTIONS
+    from components.layers.gates import GATE_COUPLINGS, PROJECTIONS
     from components.layers.memory import OUTPUTS
 
     top = _dataclass_leaves(ArchitectureSpec, ("backbone", "memory", "attention", "preset", "vocab_size"),
@@ -56,7 +56,8 @@ def _model_leaves() -> dict[str, dict[str, Leaf]]:
         "heads": (1, None, ()), "head_dim": (1, None, ()), "chunk_size": (1, None, ()),
         "read": (None, None, ("after", "before")), "conv_size": (0, None, ()), "output": (None, None, OUTPUTS),
         "gate_projection": (None, None, PROJECTIONS), "gate_rank": (1, None, ()),
-        "persistent_tokens": (0, None, ()), "max_lr": (0.0, None, ())}, "memory")
+        "persistent_tokens": (0, None, ()), "max_lr": (0.0, None, ()),
+        "gate_coupling": (None, None, tuple(GATE_COUPLINGS))}, "memory")
     attention = _dataclass_leaves(AttentionSpec, (), {"heads": (1, None, ()), "rope_base": (1.0, None, ())},
                                   "attention")
     return {"model": top, "memory": memory, "attention": attention}

@@ -75,7 +75,9 @@ class HuberBias(AttentionalBias):
     options = (
         Option("delta", float, 1.0, "threshold (fixed mode) between the l2 and l1 pieces", low=1e-4, high=100.0, log=True),
         Option("delta_mode", str, "fixed", "fixed delta, or a data-dependent delta_t from the input", choices=("fixed", "data")),
-        Option("variant", str, "coordinate", "per coordinate (eq. 14) or on the error norm (eq. 15)", choices=("coordinate", "norm")),
+        Option("variant", str, "coordinate", "per coordinate (eq. 14), on the error norm (eq. 15), or Yaad's smooth "
+               "mixture (eq. 16): the l2 step while ||M(k) - v|| <= delta, else delta times the l1 step",
+               choices=("coordinate", "norm", "mixture")),
     )
 
     def gates(self):
@@ -87,6 +89,8 @@ class HuberBias(AttentionalBias):
         if self.variant == "coordinate":
             return torch.where(e.abs() <= d, e, d * torch.sign(e))
         norm = e.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        if self.variant == "mixture":  # eq. 16: the whole error's norm picks the piece; the l1 piece is sign(e)
+            return torch.where(norm <= d, e, d * torch.sign(e))
         return torch.where(norm <= d, e, d * e / norm)
 
     def loss(self, yhat, v, gates):
@@ -96,6 +100,8 @@ class HuberBias(AttentionalBias):
             a = e.abs()
             return torch.where(a <= d, 0.5 * a * a, d * (a - 0.5 * d)).sum(-1)
         a = e.norm(dim=-1, keepdim=True)
+        if self.variant == "mixture":  # piecewise 1/2||e||^2 | delta ||e||_1: its gradient is output_grad a.e.
+            return torch.where(a <= d, 0.5 * a * a, d * e.abs().sum(-1, keepdim=True)).squeeze(-1)
         return torch.where(a <= d, 0.5 * a * a, d * (a - 0.5 * d)).squeeze(-1)
 
 

@@ -9,9 +9,11 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from ..options import ComponentError
+from ..options import ComponentError, Option
+from ..registry import Component, Registry
 
-# Gate name -> initial value: theta in (0, max_lr), alpha and eta in (0, 1), delta > 0.
+# Gate name -> initial value: alpha and eta in (0, 1), delta > 0; theta in (0, max_lr) starts at this fraction of
+# max_lr (so any max_lr > 0 has a valid start).
 # retain 0.99 keeps a write for ~70 tokens at half strength; 0.95 (~14) wiped a 128-token MQAR context before its
 # queries, and Gated DeltaNet / Titans then sat at chance (0.11 / 0.12 recall after 600 steps, vs 0.93 / 0.54).
 GATE_INIT = {"lr": 0.5, "retain": 0.99, "momentum": 0.9, "delta": 1.0}
@@ -50,8 +52,9 @@ class GateProjection(nn.Module):
             self.proj = nn.Linear(dim, width)
             nn.init.zeros_(self.proj.weight)
             last = self.proj
-        init = GATE_INIT[name] / (max_lr if name == "lr" else 1.0)
-        nn.init.constant_(last.bias, _inverse_activation(name, init))
+        if name == "lr" and not max_lr > 0:
+            raise ComponentError(f"max_lr must be > 0 (the inner learning rate's ceiling), got {max_lr!r}")
+        nn.init.constant_(last.bias, _inverse_activation(name, GATE_INIT[name]))
 
     def forward(self, x: Tensor) -> Tensor:
         """(batch, seq, dim) -> (batch * heads, seq) or (batch * heads, seq, channels)."""
@@ -62,3 +65,88 @@ class GateProjection(nn.Module):
         if self.channels == 1:
             return rearrange(val, "b t h -> (b h) t")
         return rearrange(val, "b t (h c) -> (b h) t c", h=self.heads)
+
+
+# ---------------------------------------------------------------------------------------------------- couplings
+GATE_COUPLINGS = Registry("gate_coupling", "how the layer's gates are drawn from the token")
+
+
+class GateCoupling(Component):
+    """Builds the module that turns x into the engine's gates {name: (N, T) or (N, T, c)}."""
+
+    axis = "gate_coupling"
+
+    def build(self, dim: int, heads: int, head_dim: int, specs: dict[str, str], projection: str, rank: int,
+              max_lr: float) -> nn.Module:
+        raise NotImplementedError
+
+
+class _Gates(nn.Module):
+    """One GateProjection per gate (the names and granularities the rule asks for)."""
+
+    def __init__(self, dim, heads, head_dim, specs, projection, rank, max_lr) -> None:
+        super().__init__()
+        self.each = nn.ModuleDict({
+            name: GateProjection(name, dim, heads, head_dim if granularity == "channel" else 1, projection, rank,
+                                 max_lr)
+            for name, granularity in specs.items()
+        })
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        return {name: proj(x) for name, proj in self.each.items()}
+
+
+@GATE_COUPLINGS.register("independent")
+class IndependentGates(GateCoupling):
+    summary = "every gate from its own projection of the token (sigmoid or softplus), theta capped by max_lr"
+
+    def build(self, dim, heads, head_dim, specs, projection, rank, max_lr):
+        return _Gates(dim, heads, head_dim, specs, projection, rank, max_lr)
+
+
+class _Mamba2Step(nn.Module):
+    """Mamba2's step size: Delta_t = softplus(x w + dt_bias) per head, retention exp(-Delta_t a) with a = exp(A_log)
+    learned per head, write strength Delta_t (SSD's h_t = exp(Delta_t A) h_{t-1} + Delta_t B_t x_t). Initialised
+    as Mamba2's reference: a ~ U[a_low, a_high], Delta ~ log-uniform on [dt_min, dt_max] through dt_bias; the
+    projection's weights start at zero (every token starts at its head's Delta, as the other gates here)."""
+
+    def __init__(self, dim, heads, others: nn.Module, a_range, dt_range) -> None:
+        super().__init__()
+        self.heads, self.others = heads, others
+        self.dt_proj = nn.Linear(dim, heads, bias=False)
+        nn.init.zeros_(self.dt_proj.weight)
+        low, high = math.log(dt_range[0]), math.log(dt_range[1])
+        dt = torch.exp(torch.rand(heads) * (high - low) + low)
+        self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))  # softplus^-1(dt)
+        self.A_log = nn.Parameter(torch.log(torch.empty(heads).uniform_(*a_range)))
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        dt = F.softplus(self.dt_proj(x) + self.dt_bias)  # (b, t, h)
+        retain = torch.exp(-dt * self.A_log.exp())
+        gates = self.others(x)
+        gates["lr"] = rearrange(dt, "b t h -> (b h) t")
+        gates["retain"] = rearrange(retain, "b t h -> (b h) t")
+        return gates
+
+
+@GATE_COUPLINGS.register("mamba2")
+class Mamba2Gates(GateCoupling):
+    summary = ("Mamba2's coupled step: one Delta_t = softplus(.) per head gives the decay exp(-Delta_t a) (a > 0 "
+               "learned per head) and the write strength Delta_t; needs per-head decay")
+    options = (
+        Option("a_low", float, 1.0, "a is drawn from U[a_low, a_high] (Mamba2: [1, 16])", low=1e-3, high=100.0),
+        Option("a_high", float, 16.0, "upper end of a's initial range", low=1e-3, high=100.0),
+        Option("dt_min", float, 1e-3, "Delta starts log-uniform on [dt_min, dt_max] (Mamba2: [1e-3, 0.1])",
+               low=1e-5, high=1.0, log=True),
+        Option("dt_max", float, 0.1, "upper end of Delta's initial range", low=1e-5, high=1.0, log=True),
+    )
+
+    def build(self, dim, heads, head_dim, specs, projection, rank, max_lr):
+        if specs.get("retain") != "head":
+            raise ComponentError("gate_coupling 'mamba2' couples the write strength to a per-head decay: it needs "
+                                 "retention 'decay' with granularity 'head'")
+        if self.a_low > self.a_high or self.dt_min > self.dt_max:
+            raise ComponentError("gate_coupling 'mamba2': a_low <= a_high and dt_min <= dt_max")
+        others = {k: g for k, g in specs.items() if k not in ("lr", "retain")}
+        return _Mamba2Step(dim, heads, _Gates(dim, heads, head_dim, others, projection, rank, max_lr),
+                           (self.a_low, self.a_high), (self.dt_min, self.dt_max))

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from ..engine import Execution, MemoryRule, MemoryState, Plan, memory_scan, plan
 from ..options import ComponentError
 from .conv import ShortConv
-from .gates import GateProjection
+from .gates import GATE_COUPLINGS
 
 OUTPUTS = ("gated", "norm", "linear")
 
@@ -40,7 +40,7 @@ class MemoryLayer(nn.Module):
     def __init__(self, dim: int, rule: MemoryRule | dict, heads: int = 1, head_dim: int | None = None,
                  chunk_size: int = 64, read: str = "after", max_lr: float = 1.0, conv_size: int = 4,
                  output: str = "gated", gate_projection: str = "linear", gate_rank: int = 16, persistent_tokens: int = 0,
-                 execution: Execution | Mapping[str, Any] | None = None) -> None:
+                 execution: Execution | Mapping[str, Any] | None = None, gate_coupling: str = "independent") -> None:
         super().__init__()
         if output not in OUTPUTS:
             raise ComponentError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
@@ -57,11 +57,9 @@ class MemoryLayer(nn.Module):
         self.to_qkv = nn.Linear(dim, inner * (1 + 2 * self.steps), bias=False)
         self.conv = ShortConv(inner * (1 + 2 * self.steps), conv_size) if conv_size > 0 else None
         self.gate_specs = self.rule.gates()
-        self.gates = nn.ModuleDict({
-            name: GateProjection(name, dim, heads, self.head_dim if granularity == "channel" else 1,
-                                 gate_projection, gate_rank, max_lr)
-            for name, granularity in self.gate_specs.items()
-        })
+        # how the gates come from the token: each from its own projection, or coupled (Mamba2's one step size)
+        self.gates = GATE_COUPLINGS.create(gate_coupling).build(dim, heads, self.head_dim, self.gate_specs,
+                                                                gate_projection, gate_rank, max_lr)
         self.out_norm = nn.RMSNorm(self.head_dim) if output in ("gated", "norm") else None
         self.out_gate = nn.Linear(dim, inner, bias=False) if output == "gated" else None
         self.out = nn.Linear(inner, dim, bias=False)
@@ -76,7 +74,7 @@ class MemoryLayer(nn.Module):
         return [rearrange(p.unsqueeze(0).expand(batch, *p.shape), "b h ... -> (b h) ...") for p in self.init_acc]
 
     def make_gates(self, x: Tensor) -> dict[str, Tensor]:
-        return {name: proj(x) for name, proj in self.gates.items()}
+        return self.gates(x)
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: Tensor, state: MemoryLayerState | None = None, **engine: Any) -> tuple[Tensor, MemoryLayerState]:

@@ -65,6 +65,7 @@ class MemorySpec:
     gate_rank: int = 16
     persistent_tokens: int = 0
     max_lr: float = 1.0
+    gate_coupling: str = "independent"
 
     def rule(self) -> MemoryRule:
         return MemoryRule(*(dict(getattr(self, a)) for a in AXIS_KEYS))
@@ -147,6 +148,20 @@ class ArchitectureSpec:
                 raise ComponentError(f"{where}.memory.heads: dim {self.dim} is not divisible by {m.heads} heads; set head_dim")
             head_dim = m.head_dim or self.dim // m.heads
             self.memory.rule().check_dims(head_dim, head_dim)
+            from ..layers.gates import GATE_COUPLINGS
+
+            try:  # an unknown coupling, or one the rule's gates cannot take, is refused before any tensor
+                coupling = GATE_COUPLINGS.create(m.gate_coupling)
+                if m.gate_coupling == "mamba2" and self.memory.rule().gates().get("retain") != "head":
+                    raise ComponentError(f"gate_coupling 'mamba2' needs retention 'decay' with granularity 'head' "
+                                         f"(it couples the write to a per-head decay), got retention "
+                                         f"{dict(m.retention)}")
+                del coupling
+            except ComponentError as err:
+                raise ComponentError(f"{where}.memory.gate_coupling: {err}") from None
+            if not m.max_lr > 0:
+                raise ComponentError(f"{where}.memory.max_lr must be > 0 (the inner learning rate's ceiling), "
+                                     f"got {m.max_lr}")
         if self.backbone_component().needs_attention and self.dim % self.attention.heads:
             raise ComponentError(f"{where}.attention.heads: dim {self.dim} is not divisible by {self.attention.heads} heads")
         if self.attention.conv_size < 0:

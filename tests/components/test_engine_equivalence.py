@@ -18,7 +18,7 @@ from .helpers import engine_inputs, rel_err
 VARIANTS = {
     "mlp": [{}, {"depth": 1}, {"depth": 3, "residual": False, "activation": "silu"}],
     "decay": [{}, {"granularity": "channel"}, {"grad_at": "decayed"}],
-    "huber": [{}, {"delta_mode": "data", "variant": "norm"}],
+    "huber": [{}, {"delta_mode": "data", "variant": "norm"}, {"delta_mode": "data", "variant": "mixture"}],
     "lp": [{"p": 1.5}, {}],
 }
 RULES, REJECTED = enumerate_rules(VARIANTS)

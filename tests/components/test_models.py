@@ -132,6 +132,8 @@ def _eye(k):
 TEXTBOOK = {
     # S_t = S_{t-1} + b v k^T
     "linear_attention": lambda g, k: lambda W, kt, vt, t: W + g["lr"][:, t, None, None] * outer(vt, kt),
+    # S_t = a S_{t-1} + b v k^T (Mamba2's a = exp(-Delta a_h), b = Delta: test_mamba2_couples_decay_and_write_...)
+    "mamba2": lambda g, k: lambda W, kt, vt, t: g["retain"][:, t, None, None] * W + g["lr"][:, t, None, None] * outer(vt, kt),
     # S_t = a S_{t-1} + b v k^T
     "retnet": lambda g, k: lambda W, kt, vt, t: g["retain"][:, t, None, None] * W + g["lr"][:, t, None, None] * outer(vt, kt),
     # S_t = S_{t-1} (I - b k k^T) + b v k^T
@@ -167,3 +169,35 @@ def test_every_component_round_trips_through_a_spec(axis_choice):
     memory = {a: {"name": p.name, **p.opts} for a, p in rule.parts.items()}
     spec = resolve_spec({"dim": 16, "layers": 1, "memory": {"heads": 2, **memory}})
     assert resolve_spec(spec.to_dict()) == spec and spec.memory.rule().name == rule.name
+
+
+def test_mamba2_couples_decay_and_write_through_one_step_size():
+    """Mamba2's gates: Delta_t = softplus(x w + dt_bias) per head, alpha_t = exp(-Delta_t a_h), the write Delta_t; at
+    Mamba2's initialisation (a in [1, 16], Delta in [1e-3, 0.1]); a and dt_bias learn."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    layer = build_layer("mamba2", dim=32)
+    x = torch.randn(2, 9, 32)
+    gates = layer.make_gates(x)
+    step = layer.gates
+    dt = F.softplus(step.dt_proj(x) + step.dt_bias)  # (b, t, h)
+    a = step.A_log.exp()
+    assert ((1.0 <= a) & (a <= 16.0)).all()
+    assert ((1e-3 <= dt) & (dt <= 0.1 + 1e-6)).all()  # the projection starts at zero: Delta is each head's start
+    heads = layer.heads
+    assert torch.allclose(gates["lr"], dt.permute(0, 2, 1).reshape(2 * heads, 9))
+    assert torch.allclose(gates["retain"], torch.exp(-gates["lr"] * a.repeat(2)[:, None]))
+    layer(x)[0].square().mean().backward()
+    assert step.A_log.grad.abs().sum() > 0 and step.dt_bias.grad.abs().sum() > 0 and step.dt_proj.weight.grad.abs().sum() > 0
+    with pytest.raises(ComponentError, match=r"gate_coupling 'mamba2' needs retention 'decay' with granularity 'head'"):
+        resolve_spec("mamba2", ["memory.retention.granularity=channel"])
+
+
+@pytest.mark.parametrize("max_lr", [1e-3, 0.3, 1.0, 4.0])
+def test_any_positive_max_lr_builds_and_theta_starts_at_half_of_it(max_lr):
+    layer = build_layer("titans", [f"memory.max_lr={max_lr}"], dim=16)
+    theta = layer.make_gates(torch.randn(1, 3, 16))["lr"]
+    assert torch.allclose(theta, torch.full_like(theta, max_lr / 2))
+    with pytest.raises(ComponentError, match=r"memory\.max_lr must be > 0"):
+        resolve_spec("titans", ["memory.max_lr=0"])
