@@ -57,7 +57,7 @@ def _model_leaves() -> dict[str, dict[str, Leaf]]:
         "read": (None, None, ("after", "before")), "conv_size": (0, None, ()), "output": (None, None, OUTPUTS),
         "gate_projection": (None, None, PROJECTIONS), "gate_rank": (1, None, ()),
         "persistent_tokens": (0, None, ()), "max_lr": (0.0, None, ()),
-        "gate_coupling": (None, None, tuple(GATE_COUPLINGS))}, "memory")
+        "gate_coupling": (None, None, tuple(GATE_COUPLINGS)), "retain_init": (0.0, 1.0, ())}, "memory")
     attention = _dataclass_leaves(AttentionSpec, (), {"heads": (1, None, ()), "rope_base": (1.0, None, ())},
                                   "attention")
     return {"model": top, "memory": memory, "attention": attention}

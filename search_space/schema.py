@@ -48,7 +48,8 @@ Leaves
     ``{int: [lo, hi]}`` (optional ``step: 2``, ``log: true``), ``{float: [lo, hi]}`` (optional ``log: true``),
     ``{categorical: [a, b, ...]}``. Bounds must lie inside a component option's declared range (and its
     choices); ``log`` needs ``lo > 0``. Model leaves: ``dim layers mlp_hidden``; ``memory.``: ``heads head_dim
-    chunk_size read exact conv_size output gate_projection gate_rank persistent_tokens max_lr gate_coupling``;
+    chunk_size read exact conv_size output gate_projection gate_rank persistent_tokens max_lr gate_coupling
+    retain_init``;
     ``attention.``: ``heads rope_base``. ``vocab_size`` is not searched: each task sets it.
 
 Components

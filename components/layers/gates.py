@@ -17,6 +17,19 @@ from ..registry import Component, Registry
 # retain 0.99 keeps a write for ~70 tokens at half strength; 0.95 (~14) wiped a 128-token MQAR context before its
 # queries, and Gated DeltaNet / Titans then sat at chance (0.11 / 0.12 recall after 600 steps, vs 0.93 / 0.54).
 GATE_INIT = {"lr": 0.5, "retain": 0.99, "momentum": 0.9, "delta": 1.0}
+# A memory whose output passes a LayerNorm (x + LN(MLP(x))) is scale-invariant in its last weights: under decay its
+# weights settle where each write turns them by about sqrt(1 - alpha^2) radians per token, whatever theta is
+# (decay takes (1 - alpha) of the norm, the write, orthogonal to the weights, puts it back). At 0.99 that is 0.14 rad
+# per token and the inner optimisation is chaotic: fp32 and float64 outputs part after ~1000 tokens (titans: 0.04
+# relative at 2048 for one layer). At 0.999 (0.045 rad) they agree to 2e-5. benchmarks/fp32_stability.py measures it.
+SCALE_INVARIANT_RETAIN = 0.999
+
+
+def default_inits(rule) -> dict[str, float]:
+    """Initial gate values that differ from GATE_INIT for this rule (the retention of scale-invariant memories)."""
+    if "retain" in rule.gates() and getattr(rule.structure, "has_residual", False):
+        return {"retain": SCALE_INVARIANT_RETAIN}
+    return {}
 PROJECTIONS = ("linear", "lowrank", "constant")
 
 
@@ -34,7 +47,7 @@ class GateProjection(nn.Module):
     """
 
     def __init__(self, name: str, dim: int, heads: int, channels: int, projection: str = "linear",
-                 rank: int = 16, max_lr: float = 1.0) -> None:
+                 rank: int = 16, max_lr: float = 1.0, init: float | None = None) -> None:
         super().__init__()
         if projection not in PROJECTIONS:
             raise ComponentError(f"gate_projection must be one of {', '.join(PROJECTIONS)}, got {projection!r}")
@@ -54,7 +67,11 @@ class GateProjection(nn.Module):
             last = self.proj
         if name == "lr" and not max_lr > 0:
             raise ComponentError(f"max_lr must be > 0 (the inner learning rate's ceiling), got {max_lr!r}")
-        nn.init.constant_(last.bias, _inverse_activation(name, GATE_INIT[name]))
+        start = GATE_INIT[name] if init is None else init
+        if not (start > 0 and (name == "delta" or start < 1)):
+            raise ComponentError(f"the initial {name} gate must be in (0, 1){' (a fraction of max_lr)' if name == 'lr' else ''}"
+                                 f", got {start!r}" if name != "delta" else f"the initial delta must be > 0, got {start!r}")
+        nn.init.constant_(last.bias, _inverse_activation(name, start))
 
     def forward(self, x: Tensor) -> Tensor:
         """(batch, seq, dim) -> (batch * heads, seq) or (batch * heads, seq, channels)."""
@@ -77,18 +94,18 @@ class GateCoupling(Component):
     axis = "gate_coupling"
 
     def build(self, dim: int, heads: int, head_dim: int, specs: dict[str, str], projection: str, rank: int,
-              max_lr: float) -> nn.Module:
+              max_lr: float, inits: dict[str, float]) -> nn.Module:
         raise NotImplementedError
 
 
 class _Gates(nn.Module):
     """One GateProjection per gate (the names and granularities the rule asks for)."""
 
-    def __init__(self, dim, heads, head_dim, specs, projection, rank, max_lr) -> None:
+    def __init__(self, dim, heads, head_dim, specs, projection, rank, max_lr, inits) -> None:
         super().__init__()
         self.each = nn.ModuleDict({
             name: GateProjection(name, dim, heads, head_dim if granularity == "channel" else 1, projection, rank,
-                                 max_lr)
+                                 max_lr, inits.get(name))
             for name, granularity in specs.items()
         })
 
@@ -100,8 +117,8 @@ class _Gates(nn.Module):
 class IndependentGates(GateCoupling):
     summary = "every gate from its own projection of the token (sigmoid or softplus), theta capped by max_lr"
 
-    def build(self, dim, heads, head_dim, specs, projection, rank, max_lr):
-        return _Gates(dim, heads, head_dim, specs, projection, rank, max_lr)
+    def build(self, dim, heads, head_dim, specs, projection, rank, max_lr, inits):
+        return _Gates(dim, heads, head_dim, specs, projection, rank, max_lr, inits)
 
 
 class _Mamba2Step(nn.Module):
@@ -141,12 +158,12 @@ class Mamba2Gates(GateCoupling):
         Option("dt_max", float, 0.1, "upper end of Delta's initial range", low=1e-5, high=1.0, log=True),
     )
 
-    def build(self, dim, heads, head_dim, specs, projection, rank, max_lr):
+    def build(self, dim, heads, head_dim, specs, projection, rank, max_lr, inits):
         if specs.get("retain") != "head":
             raise ComponentError("gate_coupling 'mamba2' couples the write strength to a per-head decay: it needs "
                                  "retention 'decay' with granularity 'head'")
         if self.a_low > self.a_high or self.dt_min > self.dt_max:
             raise ComponentError("gate_coupling 'mamba2': a_low <= a_high and dt_min <= dt_max")
         others = {k: g for k, g in specs.items() if k not in ("lr", "retain")}
-        return _Mamba2Step(dim, heads, _Gates(dim, heads, head_dim, others, projection, rank, max_lr),
+        return _Mamba2Step(dim, heads, _Gates(dim, heads, head_dim, others, projection, rank, max_lr, inits),
                            (self.a_low, self.a_high), (self.dt_min, self.dt_max))

@@ -22,7 +22,8 @@ from torch import Tensor, nn
 from ..engine import Execution, MemoryRule, MemoryState, Plan, memory_scan, plan
 from ..options import ComponentError
 from .conv import ShortConv
-from .gates import GATE_COUPLINGS
+from .gates import GATE_COUPLINGS, default_inits
+from .norm import rms_norm
 
 OUTPUTS = ("gated", "norm", "linear")
 
@@ -40,7 +41,8 @@ class MemoryLayer(nn.Module):
     def __init__(self, dim: int, rule: MemoryRule | dict, heads: int = 1, head_dim: int | None = None,
                  chunk_size: int = 64, read: str = "after", max_lr: float = 1.0, conv_size: int = 4,
                  output: str = "gated", gate_projection: str = "linear", gate_rank: int = 16, persistent_tokens: int = 0,
-                 execution: Execution | Mapping[str, Any] | None = None, gate_coupling: str = "independent") -> None:
+                 execution: Execution | Mapping[str, Any] | None = None, gate_coupling: str = "independent",
+                 retain_init: float | None = None) -> None:
         super().__init__()
         if output not in OUTPUTS:
             raise ComponentError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
@@ -58,9 +60,12 @@ class MemoryLayer(nn.Module):
         self.conv = ShortConv(inner * (1 + 2 * self.steps), conv_size) if conv_size > 0 else None
         self.gate_specs = self.rule.gates()
         # how the gates come from the token: each from its own projection, or coupled (Mamba2's one step size)
+        inits = default_inits(self.rule)
+        if retain_init is not None:
+            inits["retain"] = retain_init
         self.gates = GATE_COUPLINGS.create(gate_coupling).build(dim, heads, self.head_dim, self.gate_specs,
-                                                                gate_projection, gate_rank, max_lr)
-        self.out_norm = nn.RMSNorm(self.head_dim) if output in ("gated", "norm") else None
+                                                                gate_projection, gate_rank, max_lr, inits)
+        self.out_norm = rms_norm(self.head_dim) if output in ("gated", "norm") else None
         self.out_gate = nn.Linear(dim, inner, bias=False) if output == "gated" else None
         self.out = nn.Linear(inner, dim, bias=False)
         self.persistent = nn.Parameter(torch.randn(persistent_tokens, dim) * 0.02) if persistent_tokens else None

@@ -11,6 +11,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from ..layers import CausalSelfAttention, KVCache, MemoryLayer, MemoryLayerState
+from ..layers.norm import rms_norm
 
 
 @dataclass
@@ -86,7 +87,7 @@ class MemoryAsGate(nn.Module):
         super().__init__()
         self.memory, self.attention = memory, attention
         self.persistent = nn.Parameter(torch.randn(persistent, dim) * 0.02) if persistent else None
-        self.norm_attention, self.norm_memory = nn.RMSNorm(dim), nn.RMSNorm(dim)
+        self.norm_attention, self.norm_memory = rms_norm(dim), rms_norm(dim)
 
     def forward(self, x: Tensor, state: MAGState | None = None) -> tuple[Tensor, MAGState]:
         prefix = None

@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from ..engine import Execution
 from ..layers import CausalSelfAttention, MemoryLayer, SwiGLU
+from ..layers.norm import rms_norm
 from .hybrids import MemoryAsContext, MemoryAsGate
 from .spec import ArchitectureSpec
 
@@ -16,8 +17,8 @@ class Block(nn.Module):
 
     def __init__(self, dim: int, mixer: nn.Module, mlp_hidden: int | None) -> None:
         super().__init__()
-        self.norm_mixer, self.mixer = nn.RMSNorm(dim), mixer
-        self.norm_mlp, self.mlp = nn.RMSNorm(dim), SwiGLU(dim, mlp_hidden)
+        self.norm_mixer, self.mixer = rms_norm(dim), mixer
+        self.norm_mlp, self.mlp = rms_norm(dim), SwiGLU(dim, mlp_hidden)
 
     def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
         y, state = self.mixer(self.norm_mixer(x), state)
@@ -61,7 +62,7 @@ class LanguageModel(nn.Module):
         nn.init.normal_(self.embed.weight, std=0.02)
         kinds = spec.backbone_component().mixers(spec.layers)
         self.blocks = nn.ModuleList([Block(spec.dim, build_mixer(kind, spec), spec.mlp_hidden) for kind in kinds])
-        self.norm = nn.RMSNorm(spec.dim)
+        self.norm = rms_norm(spec.dim)
         self.head = nn.Linear(spec.dim, spec.vocab_size, bias=False)
         self.head.weight = self.embed.weight  # tied
 

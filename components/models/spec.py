@@ -41,8 +41,9 @@ def _typed(cls, data: Mapping, where: str):
             if not (value is None and "None" in kind):
                 raise ComponentError(f"{where}.{f.name} must be an integer, got {value!r}")
         if kind.startswith("float") and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise ComponentError(f"{where}.{f.name} must be a number, got {value!r}")
-        kwargs[f.name] = float(value) if kind.startswith("float") else value
+            if not (value is None and "None" in kind):
+                raise ComponentError(f"{where}.{f.name} must be a number, got {value!r}")
+        kwargs[f.name] = float(value) if kind.startswith("float") and value is not None else value
     return cls(**kwargs)
 
 
@@ -66,6 +67,7 @@ class MemorySpec:
     persistent_tokens: int = 0
     max_lr: float = 1.0
     gate_coupling: str = "independent"
+    retain_init: float | None = None  # the retention gate's start; None: 0.99, or 0.999 for x + LN(MLP) memories
 
     def rule(self) -> MemoryRule:
         return MemoryRule(*(dict(getattr(self, a)) for a in AXIS_KEYS))
@@ -159,6 +161,8 @@ class ArchitectureSpec:
                 del coupling
             except ComponentError as err:
                 raise ComponentError(f"{where}.memory.gate_coupling: {err}") from None
+            if m.retain_init is not None and not 0 < m.retain_init < 1:
+                raise ComponentError(f"{where}.memory.retain_init must be in (0, 1) or null, got {m.retain_init}")
             if not m.max_lr > 0:
                 raise ComponentError(f"{where}.memory.max_lr must be > 0 (the inner learning rate's ceiling), "
                                      f"got {m.max_lr}")

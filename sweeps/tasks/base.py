@@ -51,6 +51,10 @@ class Task(Component, abc.ABC):
         """Facts about the data worth logging once (sizes, entropies)."""
         return {}
 
+    def longest_context(self) -> int:
+        """The longest sequence the task trains or evaluates a model on (where fp32 must still be trustworthy)."""
+        return int(getattr(self, "seq_len", 512))
+
     def key(self) -> str:
         """Content key of the task's data (name and options), for caches."""
         blob = json.dumps({"task": self.name, **self.opts}, sort_keys=True, default=str)

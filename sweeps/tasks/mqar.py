@@ -84,6 +84,9 @@ class MultiQueryRecall(Task):
         self.mixture = self.parse_mixture(self.train_pairs)
         self._eval: dict[tuple[int, int], Batch] = {}
 
+    def longest_context(self) -> int:
+        return max([self.seq_len, *(length for length, _ in self.settings)])
+
     @property
     def vocab_size(self) -> int:  # the model's vocabulary follows the option
         return self.vocab

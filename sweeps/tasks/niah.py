@@ -86,6 +86,9 @@ class NeedleInAHaystack(Task):
     def metrics(self) -> dict[str, str]:
         return {"recall/niah": "maximize", **{f"recall/niah@{n}": "maximize" for n in self.lengths}}
 
+    def longest_context(self) -> int:
+        return max([self.train_len, *self.lengths])
+
     def data_info(self) -> dict[str, float]:
         return {"data/answer_bytes": self.value_digits, "data/haystack_bytes": self.train_len + 1 - self.min_len}
 

@@ -30,6 +30,7 @@ class TrainConfig:
     progress: bool = True
     compile: bool = False  # torch.compile every memory layer's chunk step (stack and exact paths)
     peak_tflops: float = 0.0  # the device's peak for perf/mfu; 0 = datasheet table (CUDA) or measured (CPU)
+    fp32_check: bool = True  # before step 1: can fp32 reproduce this model over the task's longest context?
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None, where: str = "train") -> "TrainConfig":

@@ -82,6 +82,28 @@ def memory_paths(model: torch.nn.Module, device: torch.device) -> str:
     return ",".join(paths) or "none"
 
 
+def check_fp32(model: LanguageModel, task: Task, tracker=None) -> float:
+    """fp32 against float64 at the initial weights over the task's longest context (components/models/numerics.py):
+    logged as numerics/fp32_drift; above the bound, the run is tagged and a warning says so, so that a model whose
+    inner optimisation is chaotic never trains on rounding noise silently."""
+    import sys
+
+    from components.models.numerics import DRIFT_TOKENS, FP32_BOUND, drift_verdict, fp32_drift
+
+    context = task.longest_context()
+    drift = fp32_drift(model, tokens=context, batch=1, lengths=(256, 512, 1024, DRIFT_TOKENS, context))
+    worst = max(drift.values())
+    verdict = drift_verdict(drift)
+    if tracker is not None:
+        tracker.log_metrics({"numerics/fp32_drift": worst}, 0, flush=True)
+        if verdict:
+            tracker.set_tags({"numerics": verdict[:5000]})
+    if verdict:
+        print(f"mirasweep: warning: {model.spec.name}: {verdict} (bound {FP32_BOUND:g}; "
+              "benchmarks/fp32_stability.py measures every preset)", file=sys.stderr)
+    return worst
+
+
 def train(spec: ArchitectureSpec, task: Task, cfg: TrainConfig, out_dir: Path, tracker=None,
           on_eval: EvalCallback | None = None) -> TrainResult:
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -89,6 +111,8 @@ def train(spec: ArchitectureSpec, task: Task, cfg: TrainConfig, out_dir: Path, t
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     model = LanguageModel(spec).to(device)
+    if cfg.fp32_check and not (out_dir / checkpoint.CHECKPOINT).is_file():  # once, at the initial weights
+        check_fp32(model, task, tracker)
     if cfg.compile:
         compile_memory_layers(model)
     peak, peak_source = peak_tflops(device, cfg.peak_tflops or None)

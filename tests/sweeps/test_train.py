@@ -168,3 +168,23 @@ def test_tiny_tracked_run_on_each_recall_task(tmp_path, mlflow_uri, task):
     assert [m.step for m in client.get_metric_history(tracker.run_id, logged)][:2] == [2, 4]
     if task["name"] == "mqar":  # the ladder is scored after training only
         assert [m.step for m in client.get_metric_history(tracker.run_id, "recall/mqar_at_64x8")] == [4, 4]
+
+
+def test_a_model_fp32_cannot_reproduce_over_the_task_context_is_flagged_before_training(tmp_path, mlflow_uri, capsys):
+    """Yaad's memory is chaotic at its default gates (tests/components/test_numerics.py): over a 1024-byte context
+    the run says so on stderr, in a tag and in numerics/fp32_drift; a linear memory over the same context does not."""
+    chaotic = {"dim": 32, "layers": 1, "memory": {"heads": 4, "structure": "mlp", "retention": "decay", "algorithm": "gd",
+                                                   "bias": {"name": "huber", "delta_mode": "data", "variant": "mixture"}}}
+    long_lm = {**TINY_LM, "seq_len": 1024}
+    client = MlflowClient(mlflow_uri)
+    runs = {}
+    for name, model in (("chaotic", chaotic), ("linear", TINY_MODEL)):
+        tracker = Tracker(mlflow_uri, experiment="train-test")
+        run_training({"model": model, "task": long_lm, "train": {**TINY_TRAIN, "steps": 2, "batch_size": 1}},
+                     tmp_path / name, tracker=tracker)
+        runs[name] = client.get_run(tracker.run_id)
+    err = capsys.readouterr().err
+    assert err.count("mirasweep: warning:") == 1 and "fp32 parts from float64" in err
+    assert runs["chaotic"].data.metrics["numerics/fp32_drift"] > 1e-3
+    assert "chaotic" in runs["chaotic"].data.tags["numerics"]
+    assert runs["linear"].data.metrics["numerics/fp32_drift"] < 1e-4 and "numerics" not in runs["linear"].data.tags
