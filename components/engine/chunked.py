@@ -86,7 +86,7 @@ class _Step:
         offset = st.offset + n
         grad_at = st.grad_at
         if offset == chunk_size:
-            read = grad_at = self.rule.retention.link(acc)
+            read = grad_at = self.rule.read_weights(acc)
             offset = 0
         return MemoryState(acc, mom, read, grad_at, offset)
 
@@ -231,7 +231,7 @@ class ChunkUpdateStep(_Step):
         offset = st.offset + n
         if offset < chunk_size:
             return y, MemoryState(acc, mom, st.read, st.grad_at, offset)
-        new = self.rule.retention.link(acc)
+        new = self.rule.read_weights(acc)
         state = MemoryState(acc, mom, new, new, 0)
         return self.fix_chunk_end_read(y, state, inp), state
 

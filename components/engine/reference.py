@@ -63,7 +63,7 @@ def reference_scan(rule, state: MemoryState, inputs: StepInputs, chunk_size: int
             read = acc if identity else [keep(r) + s for r, s in zip(read, step)]
         offset += 1
         if offset == chunk_size:
-            read = grad_at = rule.retention.link(acc)
+            read = grad_at = rule.read_weights(acc)
             offset = 0
         if read_after:
             outs.append(structure.forward(read, q))

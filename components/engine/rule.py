@@ -49,6 +49,13 @@ class MemoryRule:
             out.update(part.gates())
         return out
 
+    def read_weights(self, acc: list) -> list:
+        """The weights a non-identity link reads from the accumulator, in the structure's canonical form (for an
+        identity link the weights are the state itself, kept as they are)."""
+        if self.retention.identity_link:
+            return acc
+        return self.structure.canonical(self.retention.link(acc))
+
     def check_dims(self, d_in: int, d_out: int) -> None:
         reason = self.structure.check_dims(d_in, d_out)
         if reason:

@@ -27,7 +27,7 @@ class MemoryState:
 
     @classmethod
     def start(cls, rule, acc: list[Tensor]) -> "MemoryState":
-        weights = rule.retention.link(acc)
+        weights = rule.read_weights(acc)
         momentum = [torch.zeros_like(a) for a in acc] if rule.algorithm.uses_momentum else None
         return cls(list(acc), momentum, weights, weights, 0)
 

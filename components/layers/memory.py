@@ -117,7 +117,7 @@ class MemoryLayer(nn.Module):
         b = x.shape[0]
         q_proj = self.to_qkv.weight[: self.inner]
         q = F.normalize(rearrange(x @ q_proj.mT, "b t (h d) -> (b h) t d", h=self.heads), dim=-1)
-        weights = self.rule.retention.link(self.initial_memory(b)) if state is None else state.memory.read
+        weights = self.rule.read_weights(self.initial_memory(b)) if state is None else state.memory.read
         y = self.rule.structure.forward(list(weights), q.to(weights[0].dtype))
         return self._output(y.to(x.dtype), x, b)
 

@@ -33,6 +33,11 @@ class MemoryStructure(Component):
     def forward(self, params: list[Tensor], x: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def canonical(self, params: list[Tensor]) -> list[Tensor]:
+        """An equivalent set of weights (the same function, the same gradients) that rounds better; by default the
+        weights themselves."""
+        return params
+
     def check_dims(self, d_in: int, d_out: int) -> str | None:
         """A reason these key/value sizes cannot be used, or None."""
         return None

@@ -140,6 +140,16 @@ class StackMemory(MemoryStructure):
     activation_name: str | None = None
     has_residual: bool = False
 
+    def canonical(self, params: list[Tensor]) -> list[Tensor]:
+        """x + LN(a W^T) sees W only through W minus its mean over the output rows (the LN removes that mean from
+        every output), and the gradients of W are row-centred too. Positive weights (KL retention's simplex) carry a
+        large common row: computed with it, LN subtracted two nearly equal numbers and fp32 lost up to 1e-2 of a
+        token's output. So the last layer is read centred."""
+        if not self.has_residual:
+            return params
+        last = params[-1]
+        return [*params[:-1], last - last.mean(-2, keepdim=True)]
+
     def check_dims(self, d_in: int, d_out: int) -> str | None:
         if self.has_residual and d_in != d_out:
             return f"the residual x + LN(...) needs key size == value size, got {d_in} and {d_out}"
