@@ -294,14 +294,15 @@ class ExactStep(_Step):
 
 
 def exact_parallel_supported(rule) -> bool:
-    """Whether ExactStep computes this rule: linear memory, affine bias, per-head gates, identity link."""
+    """Whether ExactStep (or KeyDecayStep) computes this rule: linear memory, affine bias, identity link, per-head
+    gates or a decay per key channel."""
     retention = rule.retention
     return (
         not rule.algorithm.per_chunk
         and rule.structure.name == "linear"
         and rule.bias.prediction_slope is not None
         and retention.identity_link
-        and getattr(retention, "granularity", "head") == "head"
+        and retention.decay_axis in ("head", "key")
         and not rule.bias.gates()
     )
 
@@ -343,7 +344,12 @@ def chunked_scan(rule, state: MemoryState, inputs: StepInputs, chunk_size: int, 
     if rule.algorithm.per_chunk:
         step = FusedChunkUpdateStep(rule, read_after) if path == "fused" else ChunkUpdateStep(rule, read_after, path == "stack")
     else:
-        step = {"stack": StackStep, "fused": FusedStep, "func": FuncStep, "exact": ExactStep}[path](rule, read_after)
+        from .key_decay import KeyDecayStep
+
+        if rule.retention.decay_axis == "key":  # the stack and exact paths of a key-channel decay: its own step
+            step = KeyDecayStep(rule, read_after, exact=path == "exact")
+        else:
+            step = {"stack": StackStep, "fused": FusedStep, "func": FuncStep, "exact": ExactStep}[path](rule, read_after)
     if compile:
         step = compiled_step(step)
     T = inputs.k.shape[1]

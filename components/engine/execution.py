@@ -171,6 +171,9 @@ def plan(rule, execution: Execution, device: torch.device | str = "cpu", read_af
     if compile and path == "fused":
         raise ComponentError("compile: path 'fused' has a hand-written backward and runs eagerly; use path 'stack' "
                              "or 'auto' with compile")
+    if path == "func" and rule.retention.decay_axis == "key":
+        raise ComponentError(f"path 'func': rule {rule.name} decays its key channels, which the stack and exact paths "
+                             "run (key_decay.py); use path 'auto'")
     if checkpoint and path == "func":
         raise ComponentError(f"checkpoint: rule {rule.name} runs on the torch.func path (a memory that is not a stack "
                              "of linear layers), which cannot run under activation checkpointing; use checkpoint=null")

@@ -10,7 +10,8 @@ The map, with theta the inner learning rate and alpha the retention gate, after 
 
     dot bias, W_t = alpha_t W_{t-1} + theta_t v_t k_t^T
         no retention, or one alpha per head      -> simple_gla   v' = theta v, g = log alpha (or none)
-        one alpha per output channel (value row) -> gla (fused_recurrent, gv = log alpha per value channel)
+        one alpha per key channel (GLA)          -> gla         (chunk_gla, g = log alpha per key channel)
+        one alpha per value channel (output row) -> gla_value   (fused_recurrent_gla, gv = log alpha per value channel)
     l2 bias, W_t = W'_t (I - theta_t k_t k_t^T) + theta_t v_t k_t^T with W'_t = alpha_t W_{t-1}
         no retention                             -> delta_rule        beta = theta
         per-head decay, gradient at alpha W      -> gated_delta_rule  beta = theta, g = log alpha
@@ -41,12 +42,13 @@ INSTALL_HINT = "pip install 'mirasweep[gpu]' (flash-linear-attention and fla-cor
 class FlaCall:
     """One FLA operator call in FLA's layout: (B, T, H, D) with B = N sequences and H = 1."""
 
-    op: str  # 'simple_gla' | 'gla' | 'delta_rule' | 'gated_delta_rule'
+    op: str  # 'simple_gla' | 'gla' | 'gla_value' | 'delta_rule' | 'gated_delta_rule'
     q: Tensor
     k: Tensor
     v: Tensor
     h0: Tensor  # (N, 1, K, V) = W^T
     g: Tensor | None = None  # (N, T, 1) log decay per head
+    gk: Tensor | None = None  # (N, T, 1, K) log decay per key channel
     gv: Tensor | None = None  # (N, T, 1, V) log decay per value channel
     beta: Tensor | None = None  # (N, T, 1) delta-rule step
 
@@ -65,13 +67,13 @@ def fla_op(rule) -> tuple[str | None, str | None]:
         return None, f"retention '{retention.name}' has a non-identity link"
     if bias.gates() or bias.prediction_slope not in (0.0, 1.0):
         return None, f"bias '{bias.name}': FLA's kernels implement the dot (Hebbian) and l2 (delta rule) objectives"
-    granularity = rule.gates().get("retain")
+    axis = retention.decay_axis if retention.uses_decay else None
     if bias.prediction_slope == 0.0:
-        return ("gla" if granularity == "channel" else "simple_gla"), None
-    if granularity is None:
+        return {"key": "gla", "value": "gla_value"}.get(axis, "simple_gla"), None
+    if axis is None:
         return "delta_rule", None
-    if granularity == "channel":
-        return None, "a per-channel decay with the l2 bias has no FLA kernel"
+    if axis != "head":
+        return None, f"a per-{axis}-channel decay with the l2 bias has no FLA kernel"
     if not retention.grad_after_decay:
         return None, ("a decay after the gradient point (grad_at: previous) with the l2 bias is a delta rule only "
                       "after dividing by alpha_t; FLA's gated delta rule decays first (grad_at: decayed)")
@@ -86,9 +88,11 @@ def to_fla(op: str, state: MemoryState, k: Tensor, v: Tensor, q: Tensor, gates: 
     lr, retain = gates["lr"], gates.get("retain")
     h0 = rearrange(state.acc[0], "n dv dk -> n 1 dk dv")
     call = FlaCall(op, heads(io(q)), heads(io(k)), heads(io(v)), h0)
-    if op in ("simple_gla", "gla"):
+    if op in ("simple_gla", "gla", "gla_value"):
         call.v = heads(io(v * lr.unsqueeze(-1)))
-        if retain is not None and op == "gla":
+        if op == "gla":
+            call.gk = heads(retain.log())
+        elif op == "gla_value":
             call.gv = heads(retain.log())
         elif retain is not None:
             call.g = heads(retain.log())
@@ -113,6 +117,10 @@ def run_kernel(call: FlaCall) -> tuple[Tensor, Tensor]:
 
         return chunk_simple_gla(call.q, call.k, call.v, g=call.g, **common)
     if call.op == "gla":
+        from fla.ops.gla import chunk_gla
+
+        return chunk_gla(call.q, call.k, call.v, call.gk, **common)
+    if call.op == "gla_value":
         from fla.ops.gla import fused_recurrent_gla
 
         return fused_recurrent_gla(call.q, call.k, call.v, gv=call.gv, **common)

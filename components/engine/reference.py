@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from ..optim import StepInputs
-from .ops import scale_weights, scaled_output_grad
+from .ops import scaled_output_grad
 from .state import MemoryState
 
 
@@ -38,11 +38,12 @@ def reference_scan(rule, state: MemoryState, inputs: StepInputs, chunk_size: int
         if not read_after:
             outs.append(structure.forward(read, q))
         alpha = _gate(inputs.gates, "retain", t)
-        point = [scale_weights(w, alpha) for w in grad_at] if rule.retention.grad_after_decay else grad_at
+        decay = rule.retention.decay  # per head, per output row or per input column
+        point = [decay(w, alpha) for w in grad_at] if rule.retention.grad_after_decay else grad_at
         yk, vjp = torch.func.vjp(lambda *w: structure.forward(list(w), k), *point)
         g = scaled_output_grad(bias, yk, v, gates_t)
         u = vjp(g)
-        keep = (lambda w: w) if alpha is None else (lambda w: scale_weights(w, alpha))
+        keep = (lambda w: w) if alpha is None else (lambda w: decay(w, alpha))
         if per_chunk:
             # A = alpha A + eta S once, at the chunk's first step; then every step's surprise goes into S and A
             # alike, so A is always the weights the chunk would end with; reads keep the chunk-start weights.

@@ -93,6 +93,10 @@ class GateCoupling(Component):
 
     axis = "gate_coupling"
 
+    def check(self, specs: dict[str, str]) -> str | None:
+        """Why this coupling cannot draw the gates a rule asks for ({name: granularity}), or None."""
+        return None
+
     def build(self, dim: int, heads: int, head_dim: int, specs: dict[str, str], projection: str, rank: int,
               max_lr: float, inits: dict[str, float]) -> nn.Module:
         raise NotImplementedError
@@ -158,12 +162,55 @@ class Mamba2Gates(GateCoupling):
         Option("dt_max", float, 0.1, "upper end of Delta's initial range", low=1e-5, high=1.0, log=True),
     )
 
-    def build(self, dim, heads, head_dim, specs, projection, rank, max_lr, inits):
+    def check(self, specs):
         if specs.get("retain") != "head":
-            raise ComponentError("gate_coupling 'mamba2' couples the write strength to a per-head decay: it needs "
-                                 "retention 'decay' with granularity 'head'")
+            return "gate_coupling 'mamba2' couples the write strength to a per-head decay: it needs retention 'decay' " \
+                   "with granularity 'head'"
         if self.a_low > self.a_high or self.dt_min > self.dt_max:
-            raise ComponentError("gate_coupling 'mamba2': a_low <= a_high and dt_min <= dt_max")
+            return "gate_coupling 'mamba2': a_low <= a_high and dt_min <= dt_max"
+        return None
+
+    def build(self, dim, heads, head_dim, specs, projection, rank, max_lr, inits):
+        reason = self.check(specs)
+        if reason:
+            raise ComponentError(reason)
         others = {k: g for k, g in specs.items() if k not in ("lr", "retain")}
         return _Mamba2Step(dim, heads, _Gates(dim, heads, head_dim, others, projection, rank, max_lr, inits),
                            (self.a_low, self.a_high), (self.dt_min, self.dt_max))
+
+
+class _GlaDecay(nn.Module):
+    """GLA's key-channel decay: alpha_t = sigmoid(x W_1 W_2 + b)^(1/tau), a rank-r projection (GLA's gk_proj, with
+    torch's default initialisation as in the paper's code), computed as exp(logsigmoid(.) / tau)."""
+
+    def __init__(self, dim: int, heads: int, head_dim: int, others: nn.Module, rank: int, tau: float) -> None:
+        super().__init__()
+        self.heads, self.others, self.tau = heads, others, tau
+        self.proj = nn.Sequential(nn.Linear(dim, rank, bias=False), nn.Linear(rank, heads * head_dim))
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        gates = self.others(x)
+        log_alpha = F.logsigmoid(self.proj(x)) / self.tau
+        gates["retain"] = rearrange(log_alpha.exp(), "b t (h c) -> (b h) t c", h=self.heads)
+        return gates
+
+
+@GATE_COUPLINGS.register("gla")
+class GlaGates(GateCoupling):
+    summary = ("GLA's decay: alpha_t = sigmoid(low-rank projection of x)^(1/tau) per key channel (tau = 16); the "
+               "other gates independent")
+    options = (Option("tau", float, 16.0, "GLA's temperature: alpha = sigmoid(.)^(1/tau)", low=1.0, high=256.0, log=True),)
+
+    def check(self, specs):
+        if specs.get("retain") != "channel":
+            return "gate_coupling 'gla' draws a decay per channel: it needs retention 'decay' with granularity 'key' " \
+                   "(GLA) or 'value'"
+        return None
+
+    def build(self, dim, heads, head_dim, specs, projection, rank, max_lr, inits):
+        reason = self.check(specs)
+        if reason:
+            raise ComponentError(reason)
+        others = {k: g for k, g in specs.items() if k != "retain"}
+        return _GlaDecay(dim, heads, head_dim, _Gates(dim, heads, head_dim, others, projection, rank, max_lr, inits),
+                         rank, self.tau)

@@ -154,11 +154,9 @@ class ArchitectureSpec:
 
             try:  # an unknown coupling, or one the rule's gates cannot take, is refused before any tensor
                 coupling = GATE_COUPLINGS.create(m.gate_coupling)
-                if m.gate_coupling == "mamba2" and self.memory.rule().gates().get("retain") != "head":
-                    raise ComponentError(f"gate_coupling 'mamba2' needs retention 'decay' with granularity 'head' "
-                                         f"(it couples the write to a per-head decay), got retention "
-                                         f"{dict(m.retention)}")
-                del coupling
+                reason = coupling.check(self.memory.rule().gates())
+                if reason:
+                    raise ComponentError(reason)
             except ComponentError as err:
                 raise ComponentError(f"{where}.memory.gate_coupling: {err}") from None
             if m.retain_init is not None and not 0 < m.retain_init < 1:

@@ -20,8 +20,20 @@ class Retention(Component):
     # at W_{t-1} (write on the undecayed weights: Titans, Mamba2-style decays).
     grad_after_decay: bool = False
 
+    # Which side of a matrix memory W (d_out x d_in) a per-channel alpha scales: its output (value) rows, or its
+    # input (key) columns (GLA's S_t = Diag(alpha_t) S_{t-1} + k_t^T v_t, with S = W^T). 'head': one alpha per head.
+    decay_axis: str = "head"
+
     def gates(self) -> dict[str, str]:
-        return {"retain": getattr(self, "granularity", "head")} if self.uses_decay else {}
+        if not self.uses_decay:
+            return {}
+        return {"retain": "head" if self.decay_axis == "head" else "channel"}
+
+    def decay(self, w: Tensor, alpha: Tensor) -> Tensor:
+        """alpha_t applied to weights w (N, out, in): per head (N,), per output row or per input column (N, c)."""
+        if alpha.dim() == 1:
+            return w * alpha[:, None, None]
+        return w * (alpha[:, None, :] if self.decay_axis == "key" else alpha[:, :, None])
 
     def link(self, acc: list[Tensor]) -> list[Tensor]:
         return acc

@@ -18,7 +18,8 @@ class NoRetention(Retention):
 class DecayRetention(Retention):
     summary = "L2 retention / weight decay W_t = alpha_t W_{t-1} + ...: RetNet, Mamba2, GLA, Gated DeltaNet, Titans"
     options = (
-        Option("granularity", str, "head", "one alpha_t per head, or per output channel of a linear memory", choices=("head", "channel")),
+        Option("granularity", str, "head", "one alpha_t per head; per value channel (the output rows of a linear "
+               "memory); or per key channel (its input columns: GLA)", choices=("head", "value", "key")),
         Option("grad_at", str, "previous", "gradient at W_{t-1} (Titans, Mamba2) or at alpha_t W_{t-1} "
                "(decay then write: Gated DeltaNet)", choices=("previous", "decayed")),
     )
@@ -27,12 +28,22 @@ class DecayRetention(Retention):
     def grad_after_decay(self) -> bool:  # type: ignore[override]
         return self.opts["grad_at"] == "decayed"
 
+    @property
+    def decay_axis(self) -> str:  # type: ignore[override]
+        return self.opts["granularity"]
+
     def label(self) -> str:
         return "predecay" if self.grad_after_decay else "decay"
 
     def incompatible(self, parts: dict) -> tuple[str, str] | None:
-        if self.granularity == "channel" and parts["structure"].name != "linear":
-            return "structure", "channel-wise decay scales the output rows of a linear memory"
+        if self.granularity != "head" and parts["structure"].name != "linear":
+            return "structure", f"{self.granularity}-channel decay scales the {'rows' if self.granularity == 'value' else 'columns'} of a linear memory"
+        if self.granularity == "key":
+            if parts["bias"].prediction_slope is None or parts["bias"].gates():
+                return "bias", ("key-channel decay runs in its exact chunked form, which needs a bias whose gradient "
+                                "is affine in the prediction (dot, l2)")
+            if parts["algorithm"].per_chunk:
+                return "algorithm", "key-channel decay runs token by token; a per-chunk update has no such form"
         if self.grad_after_decay and parts["structure"].name != "linear":
             return "structure", "the gradient at the decayed weights alpha_t W is supported for a linear memory"
         return None

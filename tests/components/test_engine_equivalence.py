@@ -17,7 +17,7 @@ from .helpers import engine_inputs, rel_err
 # Non-default options worth covering on top of every component's defaults.
 VARIANTS = {
     "mlp": [{}, {"depth": 1}, {"depth": 3, "residual": False, "activation": "silu"}],
-    "decay": [{}, {"granularity": "channel"}, {"grad_at": "decayed"}],
+    "decay": [{}, {"granularity": "value"}, {"granularity": "key"}, {"grad_at": "decayed"}],
     "huber": [{}, {"delta_mode": "data", "variant": "norm"}, {"delta_mode": "data", "variant": "mixture"}],
     "lp": [{"p": 1.5}, {}],
 }

@@ -108,7 +108,7 @@ def test_a_callers_gradient_of_the_final_state_is_never_written_to(algorithm, re
 
 def test_fused_path_is_checked():
     acc, k, v, q, gates = engine_inputs(MemoryRule("mlp", "l2", "decay", "momentum"), T=4)
-    channel = MemoryRule("linear", "l2", {"name": "decay", "granularity": "channel"})
+    channel = MemoryRule("linear", "l2", {"name": "decay", "granularity": "value"})
     acc_c, k_c, v_c, q_c, gates_c = engine_inputs(channel, T=4)
     with pytest.raises(ComponentError, match="path 'fused'.*per-head gates"):
         memory_scan(channel, k_c, v_c, q_c, gates_c, acc_c, path="fused", exact=False)

@@ -16,6 +16,7 @@ from .helpers import engine_inputs, rel_err
 
 # FLA-backed presets and the operator each maps to.
 MAPPED = {"linear_attention": "simple_gla", "retnet": "simple_gla", "mamba2": "simple_gla", "gla": "gla",
+          "gla_value": "gla_value",
           "deltanet": "delta_rule", "gated_deltanet": "gated_delta_rule", "longhorn": "delta_rule"}
 NOT_MAPPED = {
     "titans": "matrix memory",
@@ -50,7 +51,12 @@ def run_naive(call: FlaCall):
         g = call.g if call.g is not None else call.q.new_zeros(call.q.shape[:3])
         return naive_recurrent_simple_gla(call.q, call.k, call.v, g, scale=1.0, initial_state=call.h0.float(),
                                           output_final_state=True)
-    if call.op == "gla":
+    if call.op == "gla":  # naive_recurrent_gla scales q by d_k^-1/2 itself: undo it
+        from fla.ops.gla.naive import naive_recurrent_gla
+
+        q = call.q * call.q.shape[-1] ** 0.5
+        return naive_recurrent_gla(q, call.k, call.v, call.gk, initial_state=call.h0, output_final_state=True)
+    if call.op == "gla_value":
         return gla_value_decay_reference(call.q, call.k, call.v, call.gv, 1.0, call.h0)
     if call.op == "delta_rule":
         # head-first layout and a fixed d_k^-1/2 query scale: undo the scale on q
@@ -172,7 +178,8 @@ def test_rules_without_a_kernel_stay_on_our_engine(preset):
     (MemoryRule("linear", "huber", "none", "gd"), "bias 'huber'"),
     (MemoryRule("linear", "l2", "kl", "gd"), "non-identity link"),
     (MemoryRule("linear", "l2", "none", {"name": "multistep", "steps": 2}), "one gradient step per token"),
-    (MemoryRule("linear", "l2", {"name": "decay", "granularity": "channel"}, "gd"), "per-channel decay"),
+    (MemoryRule("linear", "l2", {"name": "decay", "granularity": "value"}, "gd"), "per-value-channel decay"),
+    (MemoryRule("linear", "l2", {"name": "decay", "granularity": "key", "grad_at": "decayed"}, "gd"), "per-key-channel decay"),
 ])
 def test_unmapped_rules_name_the_reason(rule, reason):
     assert fla_op(rule)[0] is None

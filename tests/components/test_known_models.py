@@ -46,10 +46,45 @@ def test_retnet_and_mamba2_style_decay():
     assert rel_err(y, ref) < 1e-12
 
 
-def test_gla_style_channel_decay_on_output_rows():
-    y, W0, k, v, q, g = run(MemoryRule("linear", "dot", {"name": "decay", "granularity": "channel"}, "gd"))
+def test_value_channel_decay_on_output_rows():
+    y, W0, k, v, q, g = run(MemoryRule("linear", "dot", {"name": "decay", "granularity": "value"}, "gd"))
     a, lr = g["retain"], g["lr"]
     ref = textbook(W0, k, v, q, lambda W, k, v, t: a[:, t, :, None] * W + lr[:, t, None, None] * outer(v, k))
+    assert rel_err(y, ref) < 1e-12
+
+
+def gla_textbook(S0, k, v, q, alpha, lr):
+    """GLA (Yang et al. 2023, eq. 2-3), in its own layout: S_t = Diag(alpha_t) S_{t-1} + k_t^T v_t (S is d_k x d_v),
+    o_t = q_t S_t; here with the write scaled by theta_t."""
+    S, outs = S0.clone(), []
+    for t in range(k.shape[1]):
+        S = alpha[:, t, :, None] * S + lr[:, t, None, None] * torch.einsum("nk,nv->nkv", k[:, t], v[:, t])
+        outs.append(torch.einsum("nk,nkv->nv", q[:, t], S))
+    return torch.stack(outs, dim=1)
+
+
+@pytest.mark.parametrize("chunk", [1, 4, 9])
+def test_gla_key_channel_decay(chunk):
+    """The gla preset's rule at any chunk size. Gates that forget everything (1e-30) for six tokens in a row take a
+    chunk's log-decay past exp's range, where the step leaves GLA's factored form for segment sums (chunk 9), and
+    stay inside it for chunks of 4."""
+    from components.models import resolve_spec
+
+    rule = resolve_spec("gla").memory.rule()
+    acc, k, v, q, g = engine_inputs(rule, T=9)
+    g["retain"][:, 2:8] = 1e-30
+    y, _ = memory_scan(rule, k, v, q, g, acc, chunk_size=chunk)
+    assert rel_err(y, gla_textbook(acc[0].mT, k, v, q, g["retain"], g["lr"])) < 1e-12
+
+
+def test_delta_rule_with_key_channel_decay():
+    """W_t = (W_{t-1} Diag(alpha_t)) (I - theta_t k_t k_t^T) + theta_t v_t k_t^T (decay, then the delta step)."""
+    rule = MemoryRule("linear", "l2", {"name": "decay", "granularity": "key", "grad_at": "decayed"}, "gd")
+    y, W0, k, v, q, g = run(rule)
+    a, lr = g["retain"], g["lr"]
+    eye = torch.eye(k.shape[-1], dtype=k.dtype)
+    ref = textbook(W0, k, v, q, lambda W, kt, vt, t: (W * a[:, t, None, :]) @ (eye - lr[:, t, None, None] * outer(kt, kt))
+                   + lr[:, t, None, None] * outer(vt, kt))
     assert rel_err(y, ref) < 1e-12
 
 

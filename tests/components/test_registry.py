@@ -36,7 +36,7 @@ def test_bad_option_values(opts, fragment):
 @pytest.mark.parametrize("combo,names", [
     (("mlp", "l2", "none", "implicit"), ("algorithm 'implicit'", "structure 'mlp'")),
     (("linear", "huber", "none", "implicit"), ("algorithm 'implicit'", "bias 'huber'")),
-    (("mlp", "l2", {"name": "decay", "granularity": "channel"}, "gd"), ("retention 'decay'", "structure 'mlp'")),
+    (("mlp", "l2", {"name": "decay", "granularity": "value"}, "gd"), ("retention 'decay'", "structure 'mlp'")),
 ])
 def test_incompatible_combination_names_both_components(combo, names):
     with pytest.raises(ComponentError) as err:

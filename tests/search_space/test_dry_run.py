@@ -28,11 +28,11 @@ def test_size_counts_combinations_and_reasons_by_hand():
 
 
 def test_size_counts_categorical_options_of_chosen_components_only():
-    # retention {none, decay(granularity head|channel)} = 3 variants; channel decay needs a linear memory.
+    # retention {none, decay(granularity head|value)} = 3 variants; value-channel decay needs a linear memory.
     # structure {linear, mlp(residual true|false)} = 3 variants -> 9 combinations, 2 rejected (mlp x channel).
     data = with_memory(structure={"choice": {"linear": {}, "mlp": {"residual": {"categorical": [True, False]}}}},
                        bias="l2", algorithm="gd",
-                       retention={"choice": ["none", {"decay": {"granularity": {"categorical": ["head", "channel"]}}}]})
+                       retention={"choice": ["none", {"decay": {"granularity": {"categorical": ["head", "value"]}}}]})
     size = SearchSpace.from_dict(data).size()
     assert (size.combinations, size.valid, size.rejected) == (9, 7, 2)
     (reason, count), = size.reasons.items()
@@ -43,7 +43,7 @@ def test_shipped_space_sizes():
     quick = load_space("quick").size()
     assert (quick.combinations, quick.valid, quick.rejected) == (16, 12, 4)
     delta = load_space("delta_family").size()
-    assert (delta.combinations, delta.valid) == (15, 15)  # retention none + 4 decay variants, x 3 algorithms
+    assert (delta.combinations, delta.valid) == (21, 21)  # retention none + 6 decay variants (head|value|key x 2), x 3 algorithms
 
 
 def test_sample_is_reproducible_and_trains_nothing():
