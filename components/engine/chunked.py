@@ -299,6 +299,7 @@ def exact_parallel_supported(rule) -> bool:
     retention = rule.retention
     return (
         not rule.algorithm.per_chunk
+        and not rule.algorithm.uses_position
         and rule.structure.name == "linear"
         and rule.bias.prediction_slope is not None
         and retention.identity_link

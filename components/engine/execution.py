@@ -133,7 +133,10 @@ def plan(rule, execution: Execution, device: torch.device | str = "cpu", read_af
     supported = exact_parallel_supported(rule)
     exact = execution.exact
     if exact is None:
-        exact = supported and path not in MINI_BATCH_PATHS
+        exact = supported and path not in MINI_BATCH_PATHS and not rule.algorithm.uses_position
+    if exact and rule.algorithm.uses_position:
+        raise ComponentError(f"exact=True: algorithm '{rule.algorithm.name}' scales each step by its position in the "
+                             "chunk (its mini-batch), so chunk_size is part of its rule; use exact=False")
     if exact and rule.algorithm.per_chunk:
         raise ComponentError(f"exact=True: algorithm '{rule.algorithm.name}' updates the memory once per chunk, so "
                              "chunk_size is part of its rule and there is no token-by-token form; use exact=False")

@@ -74,7 +74,7 @@ def memory_scan(
         # Only the gates this rule reads: a stray 'retain' must not decay a memory with no retention.
         used = {n: cast(gates[n]) for n in rule.gates()}
         inputs = StepInputs(cast(k), cast(v), cast(q), used)
-        inputs = rule.algorithm.prepare(inputs)
+        inputs = rule.algorithm.prepare(inputs, chunk_size, state.offset)
         if chosen.backend is not None:
             y, state = chosen.backend.scan(rule, state, inputs, read_after, io_dtype)
         elif chosen.path == "reference":

@@ -12,6 +12,23 @@ class GradientDescent(MemoryAlgorithm):
     summary = "one online gradient step per token, S_t = -theta_t u_t (DeltaNet, TTT, Moneta, Yaad, Memora)"
 
 
+@ALGORITHMS.register("ttt_gd")
+class TTTGradientDescent(MemoryAlgorithm):
+    """TTT's mini-batch GD (Sun et al. 2024): every gradient of a mini-batch (the chunk) at its start weights, and the
+    inner learning rate of the token at position i = 1, 2, ... of its mini-batch scaled by 1/i (ttt-lm-pytorch's
+    token_idx, without its learnable offset), so later tokens of a mini-batch, which see the sum of more gradients,
+    step less. The chunk size is part of the rule."""
+
+    summary = "TTT's mini-batch GD: theta_t / (the token's position in its mini-batch, from 1)"
+    uses_position = True
+
+    def prepare(self, inputs: StepInputs, chunk_size: int = 1, offset: int = 0) -> StepInputs:
+        lr = inputs.gates["lr"]
+        position = (torch.arange(lr.shape[1], device=lr.device) + offset) % chunk_size + 1
+        scale = (1.0 / position.to(lr.dtype)).view(1, -1, *([1] * (lr.dim() - 2)))
+        return StepInputs(inputs.k, inputs.v, inputs.q, {**inputs.gates, "lr": lr * scale})
+
+
 @ALGORITHMS.register("momentum")
 class MomentumGD(MemoryAlgorithm):
     summary = "GD with data-dependent momentum S_t = eta_t S_{t-1} - theta_t u_t (Titans' past surprise)"
@@ -49,7 +66,7 @@ class ImplicitGD(MemoryAlgorithm):
             return "bias", "the implicit step has a closed form only for the l2 bias"
         return None
 
-    def prepare(self, inputs: StepInputs) -> StepInputs:
+    def prepare(self, inputs: StepInputs, chunk_size: int = 1, offset: int = 0) -> StepInputs:
         lr = inputs.gates["lr"]
         k2 = inputs.k.pow(2).sum(-1)
         k2 = k2.unsqueeze(-1) if lr.dim() == k2.dim() + 1 else k2
@@ -67,7 +84,7 @@ class MultiStepGD(MemoryAlgorithm):
     def steps_per_token(self) -> int:
         return self.steps
 
-    def prepare(self, inputs: StepInputs) -> StepInputs:
+    def prepare(self, inputs: StepInputs, chunk_size: int = 1, offset: int = 0) -> StepInputs:
         """Interleave sub-steps: decay applies on the first sub-step, reads use the last (or first)."""
         n = self.steps
         T = inputs.q.shape[1]

@@ -32,6 +32,10 @@ class MemoryAlgorithm(Component):
     def steps_per_token(self) -> int:
         return 1
 
-    def prepare(self, inputs: StepInputs) -> StepInputs:
-        """Map token inputs to inner-step inputs (identity unless the algorithm rewrites them)."""
+    # Whether the algorithm's steps depend on where a token sits in its chunk (then exact=True has no meaning for it).
+    uses_position: bool = False
+
+    def prepare(self, inputs: StepInputs, chunk_size: int = 1, offset: int = 0) -> StepInputs:
+        """Map token inputs to inner-step inputs (identity unless the algorithm rewrites them). chunk_size and offset
+        (tokens of the current chunk consumed before this call) place each token in its chunk."""
         return inputs

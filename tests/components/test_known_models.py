@@ -224,3 +224,48 @@ def test_yaad_huber_mixture_on_a_deep_memory_equals_an_autograd_loop():
     assert pieces == {True, False}
     expected = torch.cat(ys, dim=1)
     assert rel_err(y, expected) < 1e-12 and rel_err(y_fast, expected) < 1e-12
+
+
+@pytest.mark.parametrize("preset", ["ttt_linear", "ttt_mlp"])
+@pytest.mark.parametrize("split", [None, 5])
+def test_ttt_mini_batch_gd_with_position_scaled_steps(preset, split):
+    """TTT (Sun et al. 2024, the dual form): in each mini-batch b (the chunk) every gradient is taken at its start
+    weights W_b, token i (from 1) of the mini-batch steps with theta / i, and reads W_b - sum_{j<=t} theta_j/i_j
+    grad_j; written here with autograd on f(x) = x + LN(f_res(x)). Streaming split inside a mini-batch too."""
+    import torch.nn.functional as F
+
+    from components.models import resolve_spec
+
+    spec = resolve_spec(preset).memory
+    rule, C = spec.rule(), 4
+    acc, k, v, q, g = engine_inputs(rule, T=11, d=6)
+    if split is None:
+        y, _ = memory_scan(rule, k, v, q, g, acc, chunk_size=C)
+    else:
+        first = {n: x[:, :split] for n, x in g.items()}
+        rest = {n: x[:, split:] for n, x in g.items()}
+        y1, state = memory_scan(rule, k[:, :split], v[:, :split], q[:, :split], first, acc, chunk_size=C)
+        y2, _ = memory_scan(rule, k[:, split:], v[:, split:], q[:, split:], rest, state, chunk_size=C)
+        y = torch.cat([y1, y2], dim=1)
+
+    def f(W, x):
+        h = x
+        for i, w in enumerate(W):
+            h = h @ w.mT
+            if i < len(W) - 1:
+                h = F.gelu(h)
+        return x + F.layer_norm(h, h.shape[-1:], eps=1e-5)
+
+    W, ys = [w.clone() for w in acc], []
+    for b in range(0, k.shape[1], C):
+        Wg = [w.detach().requires_grad_(True) for w in W]
+        steps = []
+        for t in range(b, min(b + C, k.shape[1])):
+            loss = 0.5 * (f(Wg, k[:, t : t + 1]) - v[:, t : t + 1]).pow(2).sum()
+            grads = torch.autograd.grad(loss, Wg)
+            theta = g["lr"][:, t] / (t - b + 1)
+            steps.append([theta[:, None, None] * gr for gr in grads])
+            Wt = [w - sum(s[i] for s in steps) for i, w in enumerate(W)]
+            ys.append(f(Wt, q[:, t : t + 1]))
+        W = Wt
+    assert rel_err(y, torch.cat(ys, dim=1)) < 1e-12

@@ -125,10 +125,11 @@ def test_enqueued_preset_reproduces_the_preset_architecture(name, preset):
 def test_enqueue_maps_preset_layer_keys_onto_the_space():
     space = SearchSpace.from_dict(with_memory(chunk_size={"categorical": [8, 16]}, heads=2,
                                               structure={"choice": {"linear": {}, "mlp": {"depth": {"int": [1, 2]}}}},
-                                              bias={"choice": ["l2", "dot"]}))
+                                              bias={"choice": ["l2", "dot"]},
+                                              algorithm={"choice": ["gd", "ttt_gd"]}))
     params = space.enqueue_params("ttt_linear")  # mlp depth 1, chunk_size 16 in its file; expansion 4 = default
     assert params == {"memory.chunk_size": 16, "memory.structure": "mlp", "memory.structure.mlp.depth": 1,
-                      "memory.bias": "l2", "memory.algorithm": "gd"}
+                      "memory.bias": "l2", "memory.algorithm": "ttt_gd"}
     params = space.enqueue_params("deltanet")  # sets no chunk_size: the sampler picks it
     assert "memory.chunk_size" not in params and params["memory.structure"] == "linear"
     # sizes the preset leaves to the space do not matter, even where their first values do not fit together
