@@ -3,6 +3,9 @@
     python benchmarks/task_evidence.py lm   [--steps 200] [--presets a,b]   # every memory preset + transformer
     python benchmarks/task_evidence.py mqar [--steps 600] [--presets a,b]   # transformer, linear attention,
                                                                             # deltanet, gated deltanet, titans
+    ... --seeds 3          # each run with train.seed 0, 1, 2 (initialisation and data order): mean +- std
+    ... --ablations        # Titans' ablations instead of presets: without momentum, without decay, a linear
+                           # memory in place of the MLP, chunk sizes 16 and 64
 Each run is a real `run_training` (what `mirasweep train` runs) at equal width (dim 64, 2 layers, 2 heads),
 with an MLflow store in a temporary directory. lm reports val/bpb against the corpus's unigram entropy
 (a model must beat it to have learnt anything from context); mqar reports recall at a small setting
@@ -31,6 +34,8 @@ def main() -> None:
     p.add_argument("--presets", help="comma list (default: every memory preset + transformer for lm; five for mqar)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="extra overrides for every run, e.g. --set train.batch_size=64 --set task.train_pairs=2,4,8")
+    p.add_argument("--seeds", type=int, default=1, help="runs per row with train.seed 0..N-1; mean +- std")
+    p.add_argument("--ablations", action="store_true", help="Titans' ablations (the paper's table) as the rows")
     args = p.parse_args()
 
     from components.models import list_presets, resolve_spec
@@ -38,46 +43,86 @@ def main() -> None:
     from sweeps.train.run import run_training
     from sweeps.tracking import Tracker
 
-    if args.presets:
-        presets = args.presets.split(",")
-    elif args.task == "lm":
-        presets = [n for n in list_presets() if resolve_spec(n).memory is not None] + ["transformer"]
+    if args.ablations:
+        variants = ABLATIONS
     else:
-        presets = MQAR_PRESETS
+        if args.presets:
+            presets = args.presets.split(",")
+        elif args.task == "lm":
+            presets = [n for n in list_presets() if resolve_spec(n).memory is not None] + ["transformer"]
+        else:
+            presets = MQAR_PRESETS
+        variants = [(name, name, []) for name in presets]
     steps = args.steps or (200 if args.task == "lm" else 600)
     task = (["task.seq_len=128"] if args.task == "lm" else
             ["task.seq_len=128", "task.pairs=8", "task.ladder='256x16,512x32'", "train.batch_size=32"])
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tracker = Tracker(f"sqlite:///{tmp}/mlflow.db", f"evidence-{args.task}")
-        for name in presets:
+        for label, name, overrides in variants:
             heads = [] if name in ("transformer", "swa_transformer") else ["model.memory.heads=2"]
-            config, _ = compose("train", [f"model={name}", f"task={args.task}", *SIZE, *heads, *task,
-                                          f"train.steps={steps}", f"train.eval_every={steps}", "train.progress=false",
-                                          f"train.warmup={max(1, steps // 20)}", *args.set])
-            t = time.perf_counter()
-            result = run_training(config, Path(tmp) / name, preset=name, tracker=tracker)
-            rows.append((name, result.metrics, time.perf_counter() - t))
-            print(f"  {name}: done in {rows[-1][2]:.0f} s", file=sys.stderr, flush=True)
+            runs = []
+            for seed in range(args.seeds):
+                config, _ = compose("train", [f"model={name}", f"task={args.task}", *SIZE, *heads, *task,
+                                              f"train.steps={steps}", f"train.eval_every={steps}",
+                                              "train.progress=false", f"train.warmup={max(1, steps // 20)}",
+                                              f"train.seed={seed}", *overrides, *args.set])
+                t = time.perf_counter()
+                result = run_training(config, Path(tmp) / f"{label}-{seed}".replace(" ", "_"), preset=name,
+                                      tracker=tracker)
+                runs.append(result.metrics)
+                print(f"  {label} (seed {seed}): done in {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
+            rows.append((label, runs))
         info = None
         if args.task == "lm":
             from sweeps.tasks import TASKS
 
             info = TASKS.create("lm", seq_len=128).data_info()
-    extra = "".join(f" --set {o}" for o in args.set)
-    print(f"{args.task}, {steps} steps each, dim 64, 2 layers (command: python benchmarks/task_evidence.py {args.task} "
-          f"--steps {steps}{extra})")
+    extra = "".join(f" --set {o}" for o in args.set) + (f" --seeds {args.seeds}" if args.seeds > 1 else "") + \
+        (" --ablations" if args.ablations else "")
+    print(f"{args.task}, {steps} steps each, dim 64, 2 layers, {args.seeds} seed(s) per row (command: python "
+          f"benchmarks/task_evidence.py {args.task} --steps {steps}{extra})")
+    width = 14 if args.seeds > 1 else 9
     if args.task == "lm":
         print(f"unigram entropy of the corpus: {info['data/unigram_bpb']:.3f} bits/byte")
-        print(f"{'preset':<18}{'val/bpb':>9}{'< unigram':>11}{'params':>10}{'tok/s':>9}")
-        for name, m, _ in rows:
-            print(f"{name:<18}{m['val/bpb']:>9.3f}{'yes' if m['val/bpb'] < info['data/unigram_bpb'] else 'NO':>11}"
-                  f"{int(m['cost/params']):>10,}{m['perf/tokens_per_s']:>9,.0f}")
+        print(f"{'row':<24}{'val/bpb':>{width}}{'< unigram':>11}{'params':>10}{'tok/s':>9}")
+        for label, runs in rows:
+            bpb = [m["val/bpb"] for m in runs]
+            below = all(b < info["data/unigram_bpb"] for b in bpb)
+            print(f"{label:<24}{spread(bpb):>{width}}{'yes' if below else 'NO':>11}"
+                  f"{int(runs[0]['cost/params']):>10,}{median(m['perf/tokens_per_s'] for m in runs):>9,.0f}")
     else:
-        print(f"{'preset':<18}{'8 pairs @128':>14}{'16 @256':>10}{'32 @512':>10}{'tok/s':>9}")
-        for name, m, _ in rows:
-            print(f"{name:<18}{m['recall/mqar']:>14.3f}{m['recall/mqar@256x16']:>10.3f}{m['recall/mqar@512x32']:>10.3f}"
-                  f"{m['perf/tokens_per_s']:>9,.0f}")
+        print(f"{'row':<24}{'8 pairs @128':>{width + 5}}{'16 @256':>{width}}{'32 @512':>{width}}{'tok/s':>9}")
+        for label, runs in rows:
+            cols = [spread([m[key] for m in runs]) for key in ("recall/mqar", "recall/mqar@256x16", "recall/mqar@512x32")]
+            print(f"{label:<24}{cols[0]:>{width + 5}}{cols[1]:>{width}}{cols[2]:>{width}}"
+                  f"{median(m['perf/tokens_per_s'] for m in runs):>9,.0f}")
+
+
+# Titans' ablations (Behrouz et al. 2024, Table 5), each as overrides of the titans preset
+ABLATIONS = [
+    ("titans (chunk 64)", "titans", []),
+    ("titans without momentum", "titans", ["model.memory.algorithm.name=gd"]),
+    ("titans without decay", "titans", ["model.memory.retention.name=none"]),
+    ("titans, linear memory", "titans", ["model.memory.structure.name=linear", "~model.memory.structure.depth",
+                                         "~model.memory.structure.expansion", "~model.memory.structure.residual"]),
+    ("titans, chunk 16", "titans", ["model.memory.chunk_size=16"]),
+]
+
+
+def spread(values: list[float]) -> str:
+    """'mean' for one run, 'mean +- std' (sample std) for several."""
+    import statistics
+
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def median(values) -> float:
+    import statistics
+
+    return statistics.median(list(values))
 
 
 if __name__ == "__main__":
