@@ -13,7 +13,9 @@ from components.models import build_layer, build_model, list_presets
 from components.models.numerics import DRIFT_TOKENS, FP32_BOUND, drift_verdict, fp32_drift
 
 CHAOTIC = {  # measured by benchmarks/fp32_stability.py at dim 64, 2 layers; what is left of issue 18's item 2
-    "yaad": "the l1 piece's sign(e) switches on rounding noise: 1.2 at 2048 tokens (5e-1 float64 sensitivity)",
+    "yaad": "the l1 piece of eq. 16 (delta * sign(e)) keeps stepping by delta whatever the error: 1.3 at 2048 tokens "
+            "(4e-1 float64 sensitivity); one layer with the per-coordinate Huber (eq. 14) is as chaotic (8e-1), with "
+            "the error-norm Huber (eq. 15) or a large delta (the l2 piece only) it stays at 1e-5",
     "moneta": "the Lq link's |A|^(1/3) is steep near 0: 3e-2 at 2048 tokens",
     "memora": "the KL link's softmax over log-weights, after the last layer's common row was removed (4e-2 at 256 "
               "tokens before, 3e-4 now): still 3e-1 at 1024 tokens",
