@@ -11,7 +11,13 @@ from components.options import ComponentError
 
 
 def _describe_all() -> dict:
-    return {axis: {"what": reg.what, "components": reg.describe()} for axis, reg in AXES.items()}
+    from components.layers.gates import GATE_COUPLINGS
+
+    out = {axis: {"what": reg.what, "components": reg.describe()} for axis, reg in AXES.items()}
+    # not a MIRAS axis: the layer's choice of how the gates come from the token (memory.gate_coupling)
+    out["gate_coupling"] = {"what": GATE_COUPLINGS.what + " (memory.gate_coupling)",
+                            "components": GATE_COUPLINGS.describe()}
+    return out
 
 
 def _print_components(axes: dict) -> None:

@@ -155,9 +155,9 @@ class Mamba2Gates(GateCoupling):
     summary = ("Mamba2's coupled step: one Delta_t = softplus(.) per head gives the decay exp(-Delta_t a) (a > 0 "
                "learned per head) and the write strength Delta_t; needs per-head decay")
     options = (
-        Option("a_low", float, 1.0, "a is drawn from U[a_low, a_high] (Mamba2: [1, 16])", low=1e-3, high=100.0),
+        Option("a_low", float, 1.0, "a starts uniform between a_low and a_high (Mamba2: 1 and 16)", low=1e-3, high=100.0),
         Option("a_high", float, 16.0, "upper end of a's initial range", low=1e-3, high=100.0),
-        Option("dt_min", float, 1e-3, "Delta starts log-uniform on [dt_min, dt_max] (Mamba2: [1e-3, 0.1])",
+        Option("dt_min", float, 1e-3, "Delta starts log-uniform between dt_min and dt_max (Mamba2: 1e-3 and 0.1)",
                low=1e-5, high=1.0, log=True),
         Option("dt_max", float, 0.1, "upper end of Delta's initial range", low=1e-5, high=1.0, log=True),
     )

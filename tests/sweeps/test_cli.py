@@ -21,8 +21,10 @@ def test_components_json_lists_every_registered_component_with_options():
     out = mirasweep("components", "--json")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
-    assert list(data) == list(AXES)
-    for axis, reg in AXES.items():
+    from components.layers.gates import GATE_COUPLINGS
+
+    assert list(data) == [*AXES, "gate_coupling"]  # the four axes, then the layer's gate couplings
+    for axis, reg in {**AXES, "gate_coupling": GATE_COUPLINGS}.items():
         assert [c["name"] for c in data[axis]["components"]] == list(reg)
     mlp = next(c for c in data["structure"]["components"] if c["name"] == "mlp")
     depth = next(o for o in mlp["options"] if o["name"] == "depth")
