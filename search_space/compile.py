@@ -268,7 +268,7 @@ def _lookup(data: Any, loc: tuple) -> tuple[bool, Any]:
 def enqueue_params(space: SearchSpace, preset: str) -> dict:
     """The preset's values on this space's parameter names, for `study.enqueue_trial(params)`.
 
-    The preset decides its backbone and the four memory axes with every option (defaults filled), and every
+    The preset decides its backbone, the four memory axes with every option (defaults filled), its gate coupling, and every
     other key its file sets (e.g. a chunk_size or gate_projection); sizes the preset leaves out (dim,
     layers, heads...) and the `train` values are not mapped, so the sampler picks them. Raises one
     ComponentError naming the parameter whose preset value this space cannot take."""
@@ -287,6 +287,8 @@ def enqueue_params(space: SearchSpace, preset: str) -> dict:
             return True, target["backbone"]["name"]
         if loc[0] == "backbone":
             return _lookup(target, loc)
+        if loc == ("memory", "gate_coupling") and target.get("memory") is not None:  # how its gates are made
+            return True, target["memory"]["gate_coupling"]
         if loc[0] == "memory" and len(loc) > 1 and loc[1] in AXIS_KEYS:
             if target.get("memory") is None:
                 return False, None

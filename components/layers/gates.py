@@ -214,3 +214,36 @@ class GlaGates(GateCoupling):
         others = {k: g for k, g in specs.items() if k != "retain"}
         return _GlaDecay(dim, heads, head_dim, _Gates(dim, heads, head_dim, others, projection, rank, max_lr, inits),
                          rank, self.tau)
+
+
+@GATE_COUPLINGS.register("miras")
+class MirasGates(GateCoupling):
+    summary = ("MIRAS sec. 5.4: the inner learning rate eta_t and the Huber threshold delta_t per value channel, "
+               "each from a rank-r projection (r = 32); retention and momentum per head (a channel-wise alpha on a "
+               "2-layer MLP has no single reading: its hidden layer has 4d rows); MLP memories")
+    options = (Option("rank", int, 32, "rank of the channel-wise projections (MIRAS: 32 or 64)", low=1, high=1024),)
+    CHANNEL_WISE = ("lr", "delta")
+
+    def check(self, specs):
+        return None
+
+    def build(self, dim, heads, head_dim, specs, projection, rank, max_lr, inits):
+        channel = {k: g for k, g in specs.items() if k in self.CHANNEL_WISE}
+        others = {k: g for k, g in specs.items() if k not in self.CHANNEL_WISE}
+        return _Split(
+            _Gates(dim, heads, head_dim, {k: "channel" for k in channel}, "lowrank", self.rank, max_lr, inits),
+            _Gates(dim, heads, head_dim, others, projection, rank, max_lr, inits))
+
+
+class _Split(nn.Module):
+    """Gates drawn by two gate sets (e.g. channel-wise ones and per-head ones)."""
+
+    def __init__(self, *parts: nn.Module) -> None:
+        super().__init__()
+        self.parts = nn.ModuleList(parts)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        out: dict[str, Tensor] = {}
+        for part in self.parts:
+            out.update(part(x))
+        return out

@@ -190,18 +190,23 @@ def test_titans_pytorch_chunk_momentum_on_a_deep_memory(read):
     assert rel_err(y, torch.cat(ys, dim=1)) < 1e-12
 
 
-def test_yaad_huber_mixture_on_a_deep_memory_equals_an_autograd_loop():
+@pytest.mark.parametrize("channel_wise", [False, True], ids=["per-head", "channel-wise"])
+def test_yaad_huber_mixture_on_a_deep_memory_equals_an_autograd_loop(channel_wise):
     """Yaad (MIRAS eq. 16/26), written out with autograd on the memory M(x) = x + LN(W_2 gelu(W_1 x)):
     W_t = alpha_t W_{t-1} - theta_t grad 1/2||M(k_t) - v_t||^2 while ||M(k_t) - v_t|| <= delta_t, else
-    W_t = alpha_t W_{t-1} - theta_t delta_t grad ||M(k_t) - v_t||_1; y_t = M_{W_t}(q_t)."""
+    W_t = alpha_t W_{t-1} - theta_t delta_t grad ||M(k_t) - v_t||_1; y_t = M_{W_t}(q_t). Channel-wise (MIRAS sec. 5.4,
+    the preset's gate coupling): theta and delta per value channel, each channel taking the piece its delta picks."""
     import torch.nn.functional as F
 
     from components.models import resolve_spec
 
     rule = resolve_spec("yaad").memory.rule()
     assert (rule.bias.variant, rule.bias.delta_mode) == ("mixture", "data")
-    acc, k, v, q, g = engine_inputs(rule, T=12, d=6)
+    acc, k, v, q, g = engine_inputs(rule, T=12, d=6, channel_lr=channel_wise)
     g["delta"] = 0.2 + 3 * g["delta"]  # both pieces get taken over the sequence
+    if channel_wise:
+        g["delta"] = g["delta"][..., None] * torch.linspace(0.5, 1.5, 6, dtype=g["delta"].dtype)
+    theta, delta = (x if channel_wise else x[..., None] for x in (g["lr"], g["delta"]))
     y, _ = memory_scan(rule, k, v, q, g, acc, chunk_size=1, path="reference")
     y_fast, _ = memory_scan(rule, k, v, q, g, acc, chunk_size=1)
 
@@ -213,11 +218,10 @@ def test_yaad_huber_mixture_on_a_deep_memory_equals_an_autograd_loop():
     for t in range(k.shape[1]):
         Wg = [w.detach().requires_grad_(True) for w in W]
         e = memory(Wg, k[:, t : t + 1]) - v[:, t : t + 1]  # (N, 1, d)
-        small = e.detach().norm(dim=-1) <= g["delta"][:, t : t + 1]  # (N, 1)
+        small = e.detach().norm(dim=-1, keepdim=True) <= delta[:, t : t + 1]  # (N, 1, 1 or d)
         pieces |= set(small.flatten().tolist())
-        l2 = 0.5 * e.pow(2).sum(-1)
-        l1 = g["delta"][:, t : t + 1] * e.abs().sum(-1)
-        loss = (torch.where(small, l2, l1) * g["lr"][:, t : t + 1]).sum()
+        per_channel = torch.where(small, 0.5 * e.pow(2), delta[:, t : t + 1] * e.abs())
+        loss = (per_channel * theta[:, t : t + 1]).sum()
         grads = torch.autograd.grad(loss, Wg)
         W = [g["retain"][:, t, None, None] * w - gr for w, gr in zip(W, grads)]
         ys.append(memory(W, q[:, t : t + 1]))

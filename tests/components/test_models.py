@@ -201,3 +201,20 @@ def test_any_positive_max_lr_builds_and_theta_starts_at_half_of_it(max_lr):
     assert torch.allclose(theta, torch.full_like(theta, max_lr / 2))
     with pytest.raises(ComponentError, match=r"memory\.max_lr must be > 0"):
         resolve_spec("titans", ["memory.max_lr=0"])
+
+
+@pytest.mark.parametrize("preset", ["moneta", "yaad", "memora"])
+def test_miras_models_draw_eta_and_delta_per_channel_from_low_rank_projections(preset):
+    """MIRAS sec. 5.4: eta_t, delta_t in R^d from rank-32 projections (alpha per head: the preset's stated reading)."""
+    torch.manual_seed(0)
+    layer = build_layer(preset, dim=32)
+    gates = layer.make_gates(torch.randn(2, 5, 32))
+    N, d = 2 * layer.heads, layer.head_dim
+    assert gates["lr"].shape == (N, 5, d) and gates["retain"].shape == (N, 5)
+    assert preset != "yaad" or gates["delta"].shape == (N, 5, d)
+    channel_wise = layer.gates.parts[0].each
+    assert all(proj.proj[0].weight.shape == (32, 32) for proj in channel_wise.values())  # x -> R^32 -> R^(h d)
+    y, _ = layer(torch.randn(2, 5, 32))
+    y.square().mean().backward()
+    with pytest.raises(ComponentError, match="gate_coupling 'miras'.*MLP memories"):
+        resolve_spec("deltanet", ["memory.gate_coupling=miras"])
