@@ -47,7 +47,8 @@ def _dataclass_leaves(cls, skip: Sequence[str], ranges: dict, owner: str) -> dic
 
 
 def _model_leaves() -> dict[str, dict[str, Leaf]]:
-    from components.layers.gates import GATE_COUPLINGS, PROJECTIONS
+    from components.layers.couplings import GATE_COUPLINGS
+    from components.layers.gates import PROJECTIONS
     from components.layers.memory import OUTPUTS
 
     top = _dataclass_leaves(ArchitectureSpec, ("backbone", "memory", "attention", "preset", "vocab_size"),

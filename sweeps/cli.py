@@ -11,7 +11,7 @@ from components.options import ComponentError
 
 
 def _describe_all() -> dict:
-    from components.layers.gates import GATE_COUPLINGS
+    from components.layers.couplings import GATE_COUPLINGS
 
     out = {axis: {"what": reg.what, "components": reg.describe()} for axis, reg in AXES.items()}
     # not a MIRAS axis: the layer's choice of how the gates come from the token (memory.gate_coupling)

@@ -22,7 +22,8 @@ from torch import Tensor, nn
 from ..engine import Execution, MemoryRule, MemoryState, Plan, memory_scan, plan
 from ..options import ComponentError
 from .conv import ShortConv
-from .gates import GATE_COUPLINGS, default_inits
+from .couplings import GATE_COUPLINGS
+from .gates import default_inits
 from .norm import rms_norm
 
 OUTPUTS = ("gated", "norm", "linear")

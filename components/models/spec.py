@@ -150,7 +150,7 @@ class ArchitectureSpec:
                 raise ComponentError(f"{where}.memory.heads: dim {self.dim} is not divisible by {m.heads} heads; set head_dim")
             head_dim = m.head_dim or self.dim // m.heads
             self.memory.rule().check_dims(head_dim, head_dim)
-            from ..layers.gates import GATE_COUPLINGS
+            from ..layers.couplings import GATE_COUPLINGS
 
             try:  # an unknown coupling, or one the rule's gates cannot take, is refused before any tensor
                 coupling = GATE_COUPLINGS.create(m.gate_coupling)

@@ -21,7 +21,7 @@ def test_components_json_lists_every_registered_component_with_options():
     out = mirasweep("components", "--json")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
-    from components.layers.gates import GATE_COUPLINGS
+    from components.layers.couplings import GATE_COUPLINGS
 
     assert list(data) == [*AXES, "gate_coupling"]  # the four axes, then the layer's gate couplings
     for axis, reg in {**AXES, "gate_coupling": GATE_COUPLINGS}.items():
