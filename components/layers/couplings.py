@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from ..options import ComponentError, Option
+from ..options import Option
 from ..registry import Component, Registry
 from .gates import GateProjection
 
@@ -22,13 +22,14 @@ class GateCoupling(Component):
 
     axis = "gate_coupling"
 
-    def check(self, specs: dict[str, str]) -> str | None:
-        """Why this coupling cannot draw the gates a rule asks for ({name: granularity}), or None."""
+    def check(self, rule) -> str | None:
+        """Why this coupling cannot draw the gates `rule` asks for, or None (checked before anything is built)."""
         return None
 
     def build(self, dim: int, heads: int, head_dim: int, specs: dict[str, str], projection: str, rank: int,
               max_lr: float, inits: dict[str, float]) -> nn.Module:
-        raise NotImplementedError
+        """The gates module for gate specs {name: granularity}; by default one projection per gate."""
+        return _Gates(dim, heads, head_dim, specs, projection, rank, max_lr, inits)
 
 
 class _Gates(nn.Module):
@@ -49,9 +50,6 @@ class _Gates(nn.Module):
 @GATE_COUPLINGS.register("independent")
 class IndependentGates(GateCoupling):
     summary = "every gate from its own projection of the token (sigmoid or softplus), theta capped by max_lr"
-
-    def build(self, dim, heads, head_dim, specs, projection, rank, max_lr, inits):
-        return _Gates(dim, heads, head_dim, specs, projection, rank, max_lr, inits)
 
 
 class _Mamba2Step(nn.Module):
@@ -91,8 +89,8 @@ class Mamba2Gates(GateCoupling):
         Option("dt_max", float, 0.1, "upper end of Delta's initial range", low=1e-5, high=1.0, log=True),
     )
 
-    def check(self, specs):
-        if specs.get("retain") != "head":
+    def check(self, rule):
+        if rule.gates().get("retain") != "head":
             return "gate_coupling 'mamba2' couples the write strength to a per-head decay: it needs retention 'decay' " \
                    "with granularity 'head'"
         if self.a_low > self.a_high or self.dt_min > self.dt_max:
@@ -100,9 +98,6 @@ class Mamba2Gates(GateCoupling):
         return None
 
     def build(self, dim, heads, head_dim, specs, projection, rank, max_lr, inits):
-        reason = self.check(specs)
-        if reason:
-            raise ComponentError(reason)
         others = {k: g for k, g in specs.items() if k not in ("lr", "retain")}
         return _Mamba2Step(dim, heads, _Gates(dim, heads, head_dim, others, projection, rank, max_lr, inits),
                            (self.a_low, self.a_high), (self.dt_min, self.dt_max))
@@ -130,16 +125,13 @@ class GlaGates(GateCoupling):
                "other gates independent")
     options = (Option("tau", float, 16.0, "GLA's temperature: alpha = sigmoid(.)^(1/tau)", low=1.0, high=256.0, log=True),)
 
-    def check(self, specs):
-        if specs.get("retain") != "channel":
+    def check(self, rule):
+        if rule.gates().get("retain") != "channel":
             return "gate_coupling 'gla' draws a decay per channel: it needs retention 'decay' with granularity 'key' " \
                    "(GLA) or 'value'"
         return None
 
     def build(self, dim, heads, head_dim, specs, projection, rank, max_lr, inits):
-        reason = self.check(specs)
-        if reason:
-            raise ComponentError(reason)
         others = {k: g for k, g in specs.items() if k != "retain"}
         return _GlaDecay(dim, heads, head_dim, _Gates(dim, heads, head_dim, others, projection, rank, max_lr, inits),
                          rank, self.tau)
@@ -153,7 +145,10 @@ class MirasGates(GateCoupling):
     options = (Option("rank", int, 32, "rank of the channel-wise projections (MIRAS: 32 or 64)", low=1, high=1024),)
     CHANNEL_WISE = ("lr", "delta")
 
-    def check(self, specs):
+    def check(self, rule):
+        if rule.structure.name == "linear":
+            return ("gate_coupling 'miras' draws eta_t per channel for MLP memories (Moneta, Yaad, Memora); a linear "
+                    "memory's exact form takes eta per head: use 'independent'")
         return None
 
     def build(self, dim, heads, head_dim, specs, projection, rank, max_lr, inits):

@@ -64,8 +64,12 @@ class MemoryLayer(nn.Module):
         inits = default_inits(self.rule)
         if retain_init is not None:
             inits["retain"] = retain_init
-        self.gates = GATE_COUPLINGS.create(gate_coupling).build(dim, heads, self.head_dim, self.gate_specs,
-                                                                gate_projection, gate_rank, max_lr, inits)
+        coupling = GATE_COUPLINGS.create(gate_coupling)
+        reason = coupling.check(self.rule)
+        if reason:
+            raise ComponentError(reason)
+        self.gates = coupling.build(dim, heads, self.head_dim, self.gate_specs, gate_projection, gate_rank, max_lr,
+                                    inits)
         self.out_norm = rms_norm(self.head_dim) if output in ("gated", "norm") else None
         self.out_gate = nn.Linear(dim, inner, bias=False) if output == "gated" else None
         self.out = nn.Linear(inner, dim, bias=False)

@@ -154,11 +154,7 @@ class ArchitectureSpec:
 
             try:  # an unknown coupling, or one the rule's gates cannot take, is refused before any tensor
                 coupling = GATE_COUPLINGS.create(m.gate_coupling)
-                rule = self.memory.rule()
-                reason = coupling.check(rule.gates())
-                if m.gate_coupling == "miras" and rule.structure.name == "linear":
-                    reason = ("gate_coupling 'miras' draws eta_t per channel for MLP memories (Moneta, Yaad, Memora); "
-                              "a linear memory's exact form takes eta per head: use 'independent'")
+                reason = coupling.check(self.memory.rule())
                 if reason:
                     raise ComponentError(reason)
             except ComponentError as err:
