@@ -23,8 +23,8 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from components.models import LanguageModel, resolve_spec  # noqa: E402
-from sweeps.tasks import TASKS  # noqa: E402
-from sweeps.tasks.mqar import loss_and_predictions, masked_accuracy  # noqa: E402
+from components.tasks import TASKS  # noqa: E402
+from components.tasks.mqar import loss_and_predictions, masked_accuracy  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 WARMUP = 100

@@ -75,7 +75,7 @@ def main() -> None:
             rows.append((label, runs))
         info = None
         if args.task == "lm":
-            from sweeps.tasks import TASKS
+            from components.tasks import TASKS
 
             info = TASKS.create("lm", seq_len=128).data_info()
     extra = "".join(f" --set {o}" for o in args.set) + (f" --seeds {args.seeds}" if args.seeds > 1 else "") + \

@@ -13,28 +13,31 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from components.options import ComponentError, closest
-
 from .compile import TrialPlan
 from .dry_run import SpaceSize
-from .schema import SearchSpace
+from .space import SearchSpace
 
 __all__ = ["SearchSpace", "SpaceSize", "TrialPlan", "list_spaces", "load_space", "spaces_dir"]
 
 
 def spaces_dir() -> Path:
-    """conf/search_space/ (follows $MIRASWEEP_CONF like the model presets)."""
-    from components.models import conf_dir
+    """The shipped conf/search_space/ (a user's config folders are searched first: components.conf)."""
+    from components.conf import package_conf_dir
 
-    return Path(conf_dir()) / "search_space"
+    return package_conf_dir() / "search_space"
 
 
 def list_spaces() -> list[str]:
-    return sorted(p.stem for p in spaces_dir().glob("*.yaml"))
+    from components.conf import list_configs
+
+    return list_configs("search_space")
 
 
 def load_space(space: str | Path | Mapping[str, Any]) -> SearchSpace:
-    """A shipped space's name, a YAML file's path, or a mapping (e.g. a composed Hydra config) -> SearchSpace."""
+    """A space's name (the user's config folders, then the shipped ones), a YAML file's path, or a mapping (e.g. a
+    composed Hydra config) -> SearchSpace."""
+    from components.conf import config_path
+
     if isinstance(space, SearchSpace):
         return space
     if isinstance(space, Mapping):
@@ -43,9 +46,4 @@ def load_space(space: str | Path | Mapping[str, Any]) -> SearchSpace:
     path = Path(text).expanduser()
     if text.endswith((".yaml", ".yml")) or "/" in text or path.is_file():
         return SearchSpace.from_yaml(path)
-    named = spaces_dir() / f"{text}.yaml"
-    if not named.is_file():
-        known = list_spaces()
-        raise ComponentError(f"unknown search space '{text}'{closest(text, known)}; known search spaces: "
-                             f"{', '.join(known) or 'none'} (in {spaces_dir()}), or give a path to a YAML file")
-    return SearchSpace.from_yaml(named)
+    return SearchSpace.from_yaml(config_path("search_space", text, "search space"))

@@ -10,14 +10,13 @@ value in turn for the dry run.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 from components.models.backbones import BACKBONES
 from components.models.spec import AXIS_KEYS
 from components.options import ComponentError
 
-from .schema import Branch, Choice, Dist, Fixed, Section, SearchSpace, _same, _show
+from .schema import Branch, Choice, Dist, Fixed, Section, SpaceData, _same, _show
 
 Pick = Callable[[str, Dist, tuple, bool], Any]
 
@@ -39,7 +38,7 @@ class TrialPlan:
 
 # ---------------------------------------------------------------------------------------------- walker
 class _Walker:
-    def __init__(self, space: SearchSpace, pick: Pick) -> None:
+    def __init__(self, space: SpaceData, pick: Pick) -> None:
         self.space, self.pick = space, pick
         self.params: dict[str, Any] = {}
         self.values: dict[str, Any] = {}
@@ -121,11 +120,11 @@ class _Walker:
         return out
 
 
-def walk(space: SearchSpace, pick: Pick) -> TrialPlan:
+def walk(space: SpaceData, pick: Pick) -> TrialPlan:
     return _Walker(space, pick).run()
 
 
-def named_nodes(space: SearchSpace) -> dict:
+def named_nodes(space: SpaceData) -> dict:
     """Every name the space can assign: parameters (Dist: a multi-branch choice is categorical over its
     branch names) and fixed values (Fixed), in visiting order, whatever branch they sit under."""
     out: dict[str, Any] = {}
@@ -167,12 +166,12 @@ def _suggest(trial) -> Pick:
     return pick
 
 
-def suggest(space: SearchSpace, trial) -> TrialPlan:
+def suggest(space: SpaceData, trial) -> TrialPlan:
     """Define-by-run: one plan from an Optuna trial (Trial, FixedTrial, or anything with suggest_*)."""
     return walk(space, _suggest(trial))
 
 
-def replay(space: SearchSpace, params: dict) -> TrialPlan:
+def replay(space: SpaceData, params: dict) -> TrialPlan:
     """The plan that `params` (a plan's or a finished trial's parameters) describe."""
 
     def pick(name: str, dist: Dist, loc: tuple, combo: bool) -> Any:
@@ -184,7 +183,7 @@ def replay(space: SearchSpace, params: dict) -> TrialPlan:
 
 
 # ---------------------------------------------------------------------------------------------- check
-def forbidden(space: SearchSpace, values: dict, unknown: Any = None) -> str | None:
+def forbidden(space: SpaceData, values: dict, unknown: Any = None) -> str | None:
     """The first forbid rule every name of which is present in `values` with a listed value, as a reason."""
     for i, rule in enumerate(space.constraints.forbid):
         hit = True
@@ -203,9 +202,9 @@ def forbidden(space: SearchSpace, values: dict, unknown: Any = None) -> str | No
     return None
 
 
-def check(space: SearchSpace, plan: TrialPlan) -> str | None:
+def check(space: SpaceData, plan: TrialPlan) -> str | None:
     """The reason a plan must not be trained, or None: incompatible components or sizes (ArchitectureSpec
-    validation, MemoryRule), a forbid rule, or over max_params / max_state (the model is built to count)."""
+    validation, MemoryRule), a forbid rule, or over max_params / max_state (counted, never built)."""
     from components.models import ArchitectureSpec, resolve_spec
 
     try:
@@ -224,7 +223,10 @@ def check(space: SearchSpace, plan: TrialPlan) -> str | None:
         return None
     sized = ArchitectureSpec(**{**{k: getattr(spec, k) for k in spec.__dataclass_fields__},
                                 "vocab_size": space.vocab_size})
-    params, state = _cost(space, sized)
+    try:
+        params, state = _cost(space, sized)
+    except ComponentError as err:
+        return str(err)
     if limits.max_params is not None and params > limits.max_params:
         return f"{params:,} parameters exceed constraints.max_params = {limits.max_params:,}"
     if limits.max_state is not None and state > limits.max_state:
@@ -233,23 +235,19 @@ def check(space: SearchSpace, plan: TrialPlan) -> str | None:
     return None
 
 
-def _cost(space: SearchSpace, spec) -> tuple[int, int]:
-    """(parameters, state numbers per sequence at the space's state length), cached by content hash."""
+def _cost(space: SpaceData, spec) -> tuple[int, int]:
+    """(parameters, state numbers per sequence at the space's state length), counted without building the model
+    (accounting.spec_size), cached by content hash."""
+    from components.models.accounting import spec_size
+
     key = (spec.content_hash, space.state_seq_len)
     cache = space._cache.setdefault("cost", {})
     if key not in cache:
-        import torch
-
-        from components.models import LanguageModel
-        from components.models.accounting import count_params, state_numel
-
-        with torch.random.fork_rng(devices=[]):  # building initialises weights: leave the caller's RNG alone
-            model = LanguageModel(spec)
-        cache[key] = (count_params(model), state_numel(model, space.state_seq_len))
+        cache[key] = spec_size(spec, space.state_seq_len)
     return cache[key]
 
 
-def trial_settings(space: SearchSpace, plan: TrialPlan) -> dict:
+def trial_settings(space: SpaceData, plan: TrialPlan) -> dict:
     """Per budget task: {'train': its TrainConfig settings with the plan's train values on top,
     'task': {'name': task, **options}} (what sweeps hands to TrainConfig.from_dict and build_task)."""
     return {name: {"train": {**t.train, **plan.train}, "task": {"name": name, **t.task}}
@@ -265,19 +263,18 @@ def _lookup(data: Any, loc: tuple) -> tuple[bool, Any]:
     return True, data
 
 
-def enqueue_params(space: SearchSpace, preset: str) -> dict:
+def enqueue_params(space: SpaceData, preset: str) -> dict:
     """The preset's values on this space's parameter names, for `study.enqueue_trial(params)`.
 
     The preset decides its backbone, the four memory axes with every option (defaults filled), its gate coupling, and every
     other key its file sets (e.g. a chunk_size or gate_projection); sizes the preset leaves out (dim,
     layers, heads...) and the `train` values are not mapped, so the sampler picks them. Raises one
     ComponentError naming the parameter whose preset value this space cannot take."""
-    from omegaconf import OmegaConf
-
-    from components.models import conf_dir, resolve_spec
+    from components.models import resolve_spec
+    from components.models.presets import _preset_dict
 
     target = resolve_spec(preset).to_dict()  # unknown preset: the registry-style message with known presets
-    raw = OmegaConf.to_container(OmegaConf.load(Path(conf_dir()) / "model" / f"{preset}.yaml"), resolve=True) or {}
+    raw = _preset_dict(preset)  # what the file itself sets
 
     def decided(loc: tuple) -> tuple[bool, Any]:
         """(whether the preset decides this location, its value there)."""

@@ -11,6 +11,7 @@ components' options (e.g. huber's `delta_mode`). Each combination is checked for
 """
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,8 +21,8 @@ from components.models.backbones import BACKBONES
 from components.models.spec import AXIS_KEYS, MemorySpec
 from components.options import ComponentError
 
-from .compile import TrialPlan, forbidden, suggest, walk
-from .schema import Dist, SearchSpace
+from .compile import TrialPlan, forbidden, named_nodes, suggest, walk
+from .schema import Dist, SpaceData
 
 UNKNOWN = object()  # a non-combination parameter's value in the enumeration
 
@@ -42,7 +43,7 @@ class SpaceSize:
         return "\n".join(lines)
 
 
-def combinations(space: SearchSpace):
+def combinations(space: SpaceData):
     """Every distinct component combination, as (plan with representative sizes, values with UNKNOWN)."""
     path: list[int] = []
     while True:
@@ -92,7 +93,7 @@ def incompatible(plan: TrialPlan) -> str | None:
     return None
 
 
-def size(space: SearchSpace) -> SpaceSize:
+def size(space: SpaceData) -> SpaceSize:
     reasons: Counter = Counter()
     total = valid = 0
     for plan, values in combinations(space):
@@ -102,10 +103,10 @@ def size(space: SearchSpace) -> SpaceSize:
             reasons[reason] += 1
         else:
             valid += 1
-    return SpaceSize(total, valid, total - valid, dict(reasons), parameters=len(space.parameters()))
+    return SpaceSize(total, valid, total - valid, dict(reasons), parameters=sum(isinstance(n, Dist) for n in named_nodes(space).values()))
 
 
-def sample(space: SearchSpace, n: int, seed: int = 0) -> list[TrialPlan]:
+def sample(space: SpaceData, n: int, seed: int = 0) -> list[TrialPlan]:
     """`n` plans from Optuna's RandomSampler(seed) on an in-memory study (nothing trained or stored)."""
     import optuna
 
@@ -121,3 +122,64 @@ def sample(space: SearchSpace, n: int, seed: int = 0) -> list[TrialPlan]:
         return plans
     finally:
         optuna.logging.set_verbosity(verbosity)
+
+
+DRAWS = 256  # random plans checked for feasibility: a few seconds, and a space valid 2% of the time is missed
+             # with probability 0.98^256 < 1%
+
+
+@dataclass
+class Feasibility:
+    """Of `draws` random plans, how many pass every check, and why the others fail."""
+
+    draws: int
+    valid: int
+    reasons: dict = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        lines = [f"{self.valid} of {self.draws} random draws pass every check (sizes, constraints, forbid)"]
+        lines += [f"  {count:>5} x {reason}" for reason, count in _top(self.reasons)]
+        return "\n".join(lines)
+
+
+def _top(reasons: dict, n: int = 5) -> list[tuple[str, int]]:
+    return sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+
+
+def feasibility(space: SpaceData, check, draws: int = DRAWS, seed: int = 0) -> Feasibility:
+    """Check `draws` RandomSampler plans with `check(plan) -> reason | None` (the full check: sizes, memory rule,
+    forbid, max_params/max_state counted without building). Reasons that differ only in their numbers count as
+    one (shown by their first example)."""
+    reasons: Counter = Counter()
+    example: dict[str, str] = {}
+    valid = 0
+    for plan in sample(space, draws, seed):
+        reason = check(plan)
+        if reason:
+            key = re.sub(r"\d[\d,.]*", "#", reason)
+            shown = example.setdefault(key, reason)
+            if shown != reason and not shown.endswith(_VARIES):
+                example[key] = shown + _VARIES
+            reasons[key] += 1
+        else:
+            valid += 1
+    return Feasibility(draws, valid, {example[k]: n for k, n in reasons.items()})
+
+
+_VARIES = " (values vary)"
+
+
+def require_valid(space: SpaceData, check, draws: int = DRAWS, seed: int = 0) -> Feasibility | None:
+    """Raise ComponentError, with the most common rejection reasons counted, for a space with no valid trial:
+    no valid component combination, or none of `draws` random plans passing `check`."""
+    combos = size(space)
+    where = f"search_space '{space.name}'"
+    if combos.valid == 0:
+        raise ComponentError(f"{where}: no valid architecture: all {combos.combinations} component combinations are "
+                             "rejected:\n" + "\n".join(f"  {c} x {r}" for r, c in _top(combos.reasons)))
+    found = feasibility(space, check, draws, seed)
+    if found.valid == 0:
+        raise ComponentError(f"{where}: no valid architecture: none of {draws} random draws passes every check "
+                             "(sizes, constraints, forbid):\n" + "\n".join(f"  {c} x {r}" for r, c in _top(found.reasons))
+                             + "\nwiden the ranges or the constraints that reject them")
+    return found

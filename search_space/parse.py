@@ -1,4 +1,4 @@
-"""Parsing and validating a search-space mapping into the SearchSpace of `schema.py`: every error is one
+"""Parsing and validating a search-space mapping into the SpaceData of `schema.py`: every error is one
 ComponentError naming the YAML path and what is allowed."""
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from components.models.backbones import BACKBONES
 from components.models.spec import AXIS_KEYS, ArchitectureSpec, AttentionSpec, MemorySpec
 from components.options import ComponentError, Option, closest
 
+from .compile import enqueue_params, named_nodes
 from .schema import (
     BRANCH_MODEL_KEYS, COMPONENT_PATHS, DIST_KEYS, DIST_KINDS, MODEL_SECTIONS, SCALAR, TOP_KEYS, Branch, Budget,
-    BudgetTask, Choice, Constraints, Dist, Fixed, Objective, SearchSpace, Section, _is_int, _is_number, _same, _show,
+    BudgetTask, Choice, Constraints, Dist, Fixed, Objective, Section, SpaceData, _is_int, _is_number, _same, _show,
 )
 
 
@@ -111,7 +112,7 @@ class _Parser:
             self.fail(path, str(err))
 
     # ------------------------------------------------------------------------ top level
-    def space(self, data: Any) -> SearchSpace:
+    def space(self, data: Any) -> SpaceData:
         if not isinstance(data, Mapping):
             self.fail("", f"a search space is a mapping with keys {', '.join(TOP_KEYS)}; got {type(data).__name__}")
         if "name" in data:
@@ -132,7 +133,7 @@ class _Parser:
         train = self.train(data.get("train"))
         budget, task_metrics, vocab, seq = self.budget(data["budget"], train)
         objectives = self.objectives(data["objectives"], task_metrics)
-        space = SearchSpace(name=self.name, description=description, objectives=objectives, budget=budget,
+        space = SpaceData(name=self.name, description=description, objectives=objectives, budget=budget,
                             model=model, train=train, constraints=Constraints(), plugins=plugins,
                             source=self.source, task_metrics=task_metrics, vocab_size=vocab, state_seq_len=seq)
         constraints = self.constraints(data.get("constraints"), space)
@@ -378,7 +379,7 @@ class _Parser:
 
     # ------------------------------------------------------------------------ train
     def train(self, value: Any) -> dict:
-        from sweeps.train.config import TrainConfig
+        from components.training import TrainConfig
 
         data = self.mapping(value, "train", "a mapping of TrainConfig keys")
         defaults = TrainConfig()
@@ -402,8 +403,8 @@ class _Parser:
 
     # ------------------------------------------------------------------------ budget and objectives
     def budget(self, value: Any, train: dict) -> tuple[Budget, dict, int, int]:
-        from sweeps.tasks import TASKS
-        from sweeps.train.config import TrainConfig
+        from components.tasks import TASKS
+        from components.training import TrainConfig
 
         data = self.mapping(value, "budget", "a mapping {tasks: {...}, rungs: [...]}")
         self.keys(data, ("tasks", "rungs"), "budget")
@@ -497,9 +498,7 @@ class _Parser:
         return tuple(out)
 
     # ------------------------------------------------------------------------ constraints and enqueue
-    def constraints(self, value: Any, space: SearchSpace) -> Constraints:
-        from .compile import named_nodes
-
+    def constraints(self, value: Any, space: SpaceData) -> Constraints:
         data = self.mapping(value, "constraints", "a mapping {max_params, max_state, forbid}")
         self.keys(data, ("max_params", "max_state", "forbid"), "constraints")
         limits = {}
@@ -537,7 +536,7 @@ class _Parser:
             rules.append(out)
         return Constraints(limits["max_params"], limits["max_state"], tuple(rules))
 
-    def enqueue(self, value: Any, space: SearchSpace) -> tuple:
+    def enqueue(self, value: Any, space: SpaceData) -> tuple:
         from components.models import list_presets
 
         if value is None:
@@ -551,7 +550,7 @@ class _Parser:
             if preset not in list_presets():
                 self.fail(where, f"unknown model preset '{preset}'{closest(preset, list_presets())}; "
                                  f"known presets: {', '.join(list_presets())}")
-            self.wrap(where, space.enqueue_params, preset)
+            self.wrap(where, enqueue_params, space, preset)
         return tuple(value)
 
 
@@ -559,7 +558,7 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _replace(space: SearchSpace, **changes) -> SearchSpace:
+def _replace(space: SpaceData, **changes) -> SpaceData:
     from dataclasses import replace
 
     return replace(space, **changes)

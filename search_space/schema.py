@@ -87,11 +87,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from components.models.spec import AXIS_KEYS
-from components.options import ComponentError
 
 
 TOP_KEYS = ("name", "description", "plugins", "objectives", "budget", "model", "train", "constraints", "enqueue")
@@ -270,8 +268,10 @@ class Constraints:
 
 # ---------------------------------------------------------------------------------------------- space
 @dataclass(frozen=True)
-class SearchSpace:
-    """A validated search space. Build one with `SearchSpace.from_dict`, `from_yaml` or `load_space`."""
+class SpaceData:
+    """A validated search space's contents. `search_space.space.SearchSpace` adds the operations (parse, suggest,
+    check, size); the modules that implement them see only this data, so none of them imports another in a
+    circle (schema <- parse, compile, dry_run <- space)."""
 
     name: str
     description: str
@@ -288,32 +288,6 @@ class SearchSpace:
     vocab_size: int = field(default=256, compare=False, repr=False)  # largest budget task vocabulary
     state_seq_len: int = field(default=512, compare=False, repr=False)  # lm seq_len, else 512
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
-
-    # -------------------------------------------------------------------------------- construction
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], name: str | None = None, source: str | None = None) -> "SearchSpace":
-        """Parse and validate a mapping (raises ComponentError naming the YAML path); a Hydra/OmegaConf config
-        is converted to plain containers first."""
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(data, DictConfig):
-            data = OmegaConf.to_container(data, resolve=True)
-        from .parse import _Parser
-
-        return _Parser(name or "space", source).space(data)
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> "SearchSpace":
-        from omegaconf import OmegaConf
-
-        path = Path(path)
-        try:
-            data = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-        except FileNotFoundError:
-            raise ComponentError(f"search space file '{path}' does not exist") from None
-        except Exception as err:  # YAML syntax, interpolation
-            raise ComponentError(f"search_space '{path.stem}': cannot read {path}: {err}") from None
-        return cls.from_dict(data if data is not None else {}, name=path.stem, source=str(path))
 
     def to_dict(self) -> dict:
         """A plain mapping that parses back to an equal space."""
@@ -346,50 +320,6 @@ class SearchSpace:
     @property
     def multi_objective(self) -> bool:
         return len(self.objectives) > 1
-
-    def parameters(self) -> dict:
-        """Every Optuna parameter the space can suggest: name -> optuna distribution."""
-        from .compile import named_nodes
-
-        return {name: node.optuna() for name, node in named_nodes(self).items() if isinstance(node, Dist)}
-
-    # -------------------------------------------------------------------------------- compile / dry run
-    def suggest(self, trial):
-        """Define-by-run: suggest one architecture and its training settings on an Optuna trial -> TrialPlan."""
-        from .compile import suggest
-
-        return suggest(self, trial)
-
-    def check(self, plan) -> str | None:
-        """Why `plan` must not be trained (incompatible, forbidden, over a budget), or None."""
-        from .compile import check
-
-        return check(self, plan)
-
-    def enqueue_params(self, preset: str) -> dict:
-        """A preset's values on this space's parameter names (for `study.enqueue_trial`)."""
-        from .compile import enqueue_params
-
-        return enqueue_params(self, preset)
-
-    def trial_settings(self, plan) -> dict:
-        """Per budget task: {'train': budget train settings + the plan's train values, 'task': {name, **options}}."""
-        from .compile import trial_settings
-
-        return trial_settings(self, plan)
-
-    def size(self):
-        """Distinct component combinations, valid vs rejected (with reasons counted). See `dry_run.size`."""
-        from .dry_run import size
-
-        return size(self)
-
-    def sample(self, n: int, seed: int = 0) -> list:
-        """`n` plans from Optuna's RandomSampler on an in-memory study, without training."""
-        from .dry_run import sample
-
-        return sample(self, n, seed)
-
 
 # ---------------------------------------------------------------------------------------------- helpers
 def _show(value: Any) -> str:

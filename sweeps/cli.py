@@ -191,16 +191,24 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _dry_run(config: dict, choices: dict) -> int:
+    """Everything the real sweep validates (space, feasibility, sampler, pruner, launcher, storage, tracking, trial
+    count), then the space's size and a few samples; creates nothing."""
     from rich.console import Console
 
     from search_space import SearchSpace
 
-    space = SearchSpace.from_dict(config["search_space"], name=choices.get("search_space") or "custom")
+    from .sweep import prepare
+
+    space_data, ctx = prepare(config, choices)
+    space = SearchSpace.from_dict(space_data.to_dict(), name=ctx["space_name"])
     console = Console()
     console.print(f"search space '{space.name}': {space.size()}")
-    for i, plan in enumerate(space.sample(3, seed=config["sweep"].get("seed", 0))):
+    console.print(space.feasibility(seed=ctx["seed"]))
+    for i, plan in enumerate(space.sample(3, seed=ctx["seed"])):
         reason = space.check(plan)
         console.print(f"sample {i}: {plan.params}" + (f"  -> rejected: {reason}" if reason else ""))
+    console.print(f"would run {ctx['n_trials']} trials on launcher '{ctx['launcher'].get('name')}' "
+                  f"({ctx['workers']} workers), study in {ctx['storage']}, runs in {ctx['tracking_uri']}")
     return 0
 
 
@@ -320,9 +328,30 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_space(args: argparse.Namespace) -> int:
+    from .space_files import new_space, spaces
+
+    if args.action == "new":
+        path = new_space(args.name, args.source, Path(args.config_dir[0]) if args.config_dir else None)
+        print(f"wrote {path}\n  check it: mirasweep sweep search_space={args.name} --dry-run\n"
+              f"  run it:   mirasweep sweep search_space={args.name}"
+              + ("" if path.parent.parent.resolve() == (Path.cwd() / "conf").resolve()
+                 else f" --config-dir {path.parent.parent}"))
+        return 0
+    for name, path in spaces():
+        print(f"{name:20s} {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mirasweep", description=__doc__.strip() + " — search the MIRAS design space.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config-dir", action="append", metavar="DIR",
+                        help="a folder of your own configs (search_space/, model/, task/, ...) searched before ./conf "
+                             "and the shipped ones; may be repeated")
     sub = parser.add_subparsers(dest="command", required=True)
+    add_parser = sub.add_parser
+    sub.add_parser = lambda *a, **kw: add_parser(*a, parents=[common], **kw)  # --config-dir on every command
     comp = sub.add_parser("components", help="list every registered component per MIRAS axis with its options")
     comp.add_argument("--json", action="store_true", help="machine-readable output")
     comp.add_argument("--axis", help=f"only one axis: {', '.join(AXES)}")
@@ -358,6 +387,12 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--port", type=int, default=5000)
     ui.add_argument("--host", default="127.0.0.1", help="interface to bind; 0.0.0.0 exposes it to the network")
     ui.set_defaults(func=cmd_ui)
+    space = sub.add_parser("space", help="start a search space of your own (space new NAME) or list the spaces")
+    space.add_argument("action", choices=("new", "list"))
+    space.add_argument("name", nargs="?", help="the new space's name (space new)")
+    space.add_argument("--from", dest="source", default="quick", metavar="SPACE",
+                       help="the space to start from (default: quick)")
+    space.set_defaults(func=cmd_space)
     return parser
 
 
@@ -367,7 +402,13 @@ INTERRUPTED = 3  # stopped by SIGINT/SIGTERM after checkpointing (as `mirasweep 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "space" and args.action == "new" and not args.name:
+        parser.error("space new needs a NAME, e.g. mirasweep space new my_space")
     try:
+        if args.config_dir:
+            from components.conf import use_config_dirs
+
+            use_config_dirs(args.config_dir)
         return args.func(args)
     except ComponentError as err:
         print(f"mirasweep: error: {err}", file=sys.stderr)

@@ -28,8 +28,41 @@ MAX_RETRY = 3  # retries of a trial whose worker was lost (preemptions and cance
 LOST = " lost: "  # in the reason of an attempt whose worker was lost (what lost_attempts counts)
 
 
+STORAGE_FORMS = "sqlite:///PATH, postgresql+psycopg://USER@HOST/DB, mysql+pymysql://USER@HOST/DB or journal:PATH"
+
+
 def storage_url(setting: str | None, sweep_dir: Path) -> str:
-    return setting or f"sqlite:///{(sweep_dir / 'optuna.db').resolve()}"
+    """The study's storage: the setting, checked (validate_storage), or the sweep folder's SQLite file."""
+    if setting:
+        validate_storage(setting, "sweep.storage")
+        return setting
+    return f"sqlite:///{(sweep_dir / 'optuna.db').resolve()}"
+
+
+def validate_storage(url: str, where: str) -> None:
+    """One message naming `where` for a storage URL Optuna could not open: not a string, a journal without a path,
+    an unparsable URL, an unknown database scheme or a driver that is not installed. Connects to nothing."""
+    if not isinstance(url, str) or not url.strip():
+        raise ComponentError(f"{where}={url!r}: expected a storage URL: {STORAGE_FORMS}")
+    if url.startswith("journal:"):
+        if not url[len("journal:"):].strip():
+            raise ComponentError(f"{where}={url!r}: a journal storage needs a file path, e.g. journal:runs/optuna.log")
+        return
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        dialect = make_url(url).get_dialect()
+    except (ArgumentError, NoSuchModuleError):
+        scheme = url.split("://", 1)[0] if "://" in url else None
+        if scheme is None or not scheme.replace("+", "").replace("_", "").isalnum():
+            raise ComponentError(f"{where}={url!r}: not a storage URL; expected {STORAGE_FORMS}") from None
+        raise ComponentError(f"{where}={url!r}: unknown database scheme '{scheme}'; expected {STORAGE_FORMS}") from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as err:
+        raise ComponentError(f"{where}={url!r}: the database driver is not installed ({err}); for PostgreSQL: "
+                             "pip install 'mirasweep[postgres]'") from None
 
 
 def open_storage(url: str, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRACE_S) -> optuna.storages.BaseStorage:

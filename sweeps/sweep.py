@@ -21,6 +21,7 @@ from .launchers import validate as validate_launcher
 from .report import counts, markdown, presets_markdown, rows, tag_best, write_csv
 from .study import counted_trials, create_study, make_pruner, make_sampler, open_storage, storage_url
 from .tracking import Tracker
+from .tracking.mlflow_run import validate_tracking_uri
 from .train.loop import cpu_count
 
 PARENT_RUN_ID = "mlflow_parent_run_id"
@@ -48,18 +49,23 @@ def prepare(config: dict[str, Any], choices: dict[str, str]) -> tuple[Any, dict[
     study_name = sweep.get("study_name") or space_name
     sweep_dir = Path(sweep.get("dir") or f"runs/sweeps/{study_name}").resolve()
     tracking = dict(config.get("tracking") or {})
+    if tracking.get("uri") is not None:
+        validate_tracking_uri(tracking["uri"])
+    storage = storage_url(sweep.get("storage"), sweep_dir)
+    feasible = space.require_valid(seed=int(sweep.get("seed", 0)))  # a space no trial of which can train is an error
     # local workers share this machine's cores; a SLURM task gets its own (and follows what SLURM grants)
     local_share = 1 if launcher.get("name") == "slurm" else max(1, cpu_count() // workers)
     cpus = int(launcher.get("cpus_per_worker") or 0) or local_share
     ctx = {
         "space": space.to_dict(), "space_name": space_name, "study_name": study_name, "sweep_dir": str(sweep_dir),
-        "storage": storage_url(sweep.get("storage"), sweep_dir), "n_trials": n_trials, "seed": int(sweep.get("seed", 0)),
+        "storage": storage, "n_trials": n_trials, "seed": int(sweep.get("seed", 0)),
         "sampler": config.get("sampler"), "pruner": config.get("pruner"), "threads": cpus,
         "tracking_uri": tracking.get("uri") or f"sqlite:///{sweep_dir / 'mlflow.db'}",
         "experiment": tracking.get("experiment") or f"sweep-{study_name}",
         "task_halving": sweep.get("task_halving"), "min_completed": int(sweep.get("min_completed", 4)),
         "workers": workers, "launcher": launcher,
         "heartbeat_s": int(sweep.get("heartbeat_s", 10)), "grace_s": int(sweep.get("grace_s", 30)),
+        "feasible": f"{feasible.valid}/{feasible.draws}",
     }
     return space, ctx
 

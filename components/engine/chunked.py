@@ -22,13 +22,14 @@ from torch import Tensor
 
 from ..memory import StackMemory
 from ..optim import StepInputs
-from .coefficients import ChunkCoefficients, chunk_coefficients
 from .execution import auto_chunked_path
 from .fused import decay_update
 from .fused_chunkwise import chunkwise_stack_chunk
 from .fused_stack import GradientPool, fused_stack_chunk
+from .key_decay import KeyDecayStep
 from .ops import dual_read, linear_wt, scale_tokens, scale_weights, scaled_output_grad
 from .state import MemoryState
+from .step import ChunkStep
 
 
 def _mix(P: Tensor, G: Tensor, delta: Tensor) -> Tensor:
@@ -45,62 +46,7 @@ def _weighted_outer(delta: Tensor, w: Tensor, a: Tensor) -> tuple[Tensor, Tensor
     return delta.mT, scale_tokens(a, w)
 
 
-class _Step:
-    """One chunk segment for one rule; returns outputs and the new state."""
-
-    def __init__(self, rule, read_after: bool):
-        self.rule = rule
-        self.read_after = read_after
-
-    def coefficients(self, gates: dict[str, Tensor], n: int, like: Tensor, read_after: bool | None = None) -> ChunkCoefficients:
-        after = self.read_after if read_after is None else read_after
-        return chunk_coefficients(gates.get("retain"), gates.get("momentum"), n, like, after)
-
-    def grad_point_scale(self, gates: dict[str, Tensor]) -> Tensor | None:
-        """alpha_t for a retention that takes the gradient at the decayed weights (linear memories only)."""
-        return gates["retain"] if self.rule.retention.grad_after_decay else None
-
-    def advance(self, st: MemoryState, co: ChunkCoefficients, sums_G: list, sums_N: list | None,
-                n: int, chunk_size: int) -> MemoryState:
-        """Chunk-end state: A, S and the read weights, then the link at a chunk end.
-
-        sums_* are per layer either the weighted gradient sum itself or a pair (X, Y) with sum = X @ Y; each
-        new weight is one scaling pass, an optional fused multiply-add, and the sum subtracted in place (for
-        pairs inside the matmul), so no extra weight-sized passes.
-        """
-        mom = st.momentum
-
-        def update(w: Tensor, decay: Tensor, carry: Tensor | None, xy) -> Tensor:
-            if isinstance(xy, tuple) and decay.dim() == 1:
-                return decay_update(w, decay, carry, co.f_e if carry is not None else None, *xy)
-            out = scale_weights(w, decay)
-            if carry is not None:  # per-channel f_e: rows scaled; per-head: one fused multiply-add
-                out = out + scale_weights(carry, co.f_e) if co.f_e.dim() > 1 else out.addcmul_(carry, co.f_e[:, None, None])
-            return out.baddbmm_(*xy, alpha=-1.0) if isinstance(xy, tuple) else out.sub_(xy)
-
-        acc = [update(a, co.beta_e, s, xy) for a, s, xy in zip(st.acc, mom or [None] * len(st.acc), sums_G)]
-        identity = self.rule.retention.identity_link
-        read = acc if identity else [update(r, co.beta_e, s, xy) for r, s, xy in zip(st.read, mom or [None] * len(st.read), sums_G)]
-        if mom is not None:
-            mom = [update(s, co.m_e, None, xy) for s, xy in zip(mom, sums_N)]
-        offset = st.offset + n
-        grad_at = st.grad_at
-        if offset == chunk_size:
-            read = grad_at = self.rule.read_weights(acc)
-            offset = 0
-        return MemoryState(acc, mom, read, grad_at, offset)
-
-    def fix_chunk_end_read(self, y: Tensor, new: MemoryState, inp: StepInputs) -> Tensor:
-        # A non-identity link is applied at the chunk end, and a per-chunk algorithm writes only there: the chunk's
-        # last read-after-write sees the new weights.
-        rereads = not self.rule.retention.identity_link or self.rule.algorithm.per_chunk
-        if self.read_after and new.offset == 0 and rereads:
-            last = self.rule.structure.forward(new.read, inp.q[:, -1:])
-            y = torch.cat([y[:, :-1], last], dim=1)
-        return y
-
-
-class StackStep(_Step):
+class StackStep(ChunkStep):
     def __call__(self, st: MemoryState, inp: StepInputs, chunk_size: int):
         structure: StackMemory = self.rule.structure
         n = inp.k.shape[1]
@@ -151,7 +97,7 @@ class FusedStep(StackStep):
         return y, MemoryState(weights, momentum, weights, weights if full else st.grad_at, 0 if full else n)
 
 
-class FuncStep(_Step):
+class FuncStep(ChunkStep):
     """Generic path for any registered module: torch.func per-token gradients and per-token reads."""
 
     def __call__(self, st: MemoryState, inp: StepInputs, chunk_size: int):
@@ -191,7 +137,7 @@ class FuncStep(_Step):
         return self.fix_chunk_end_read(y, new, inp), new
 
 
-class ChunkUpdateStep(_Step):
+class ChunkUpdateStep(ChunkStep):
     """A per-chunk algorithm (the memory changes once per chunk): reads are plain forwards at the chunk-start weights,
     and the chunk's gradients, all at those weights, are summed: one matmul per layer for a stack memory (its
     hand-written backward gives per-token deltas), one vjp of the batched forward for any other module.
@@ -255,7 +201,7 @@ class FusedChunkUpdateStep(ChunkUpdateStep):
         return y, (MemoryState(acc, mom, acc, acc, 0) if full else MemoryState(acc, mom, st.read, st.grad_at, n))
 
 
-class ExactStep(_Step):
+class ExactStep(ChunkStep):
     """The exact token-by-token recurrence, in parallel inside a chunk, for a linear memory whose bias has an
     output gradient affine in the prediction (l2 with slope c = 1: DeltaNet, Gated DeltaNet, Longhorn,
     Titans-linear), per-head gates and an identity link.
@@ -293,21 +239,6 @@ class ExactStep(_Step):
         return y, self.advance(replace(st, offset=0), co, sums_G, sums_N, n, n)
 
 
-def exact_parallel_supported(rule) -> bool:
-    """Whether ExactStep (or KeyDecayStep) computes this rule: linear memory, affine bias, identity link, per-head
-    gates or a decay per key channel."""
-    retention = rule.retention
-    return (
-        not rule.algorithm.per_chunk
-        and not rule.algorithm.uses_position
-        and rule.structure.name == "linear"
-        and rule.bias.prediction_slope is not None
-        and retention.identity_link
-        and retention.decay_axis in ("head", "key")
-        and not rule.bias.gates()
-    )
-
-
 def segment_length(checkpoint: int | str | None, n_chunks: int) -> int:
     """Chunks per recomputed segment: 0 = keep everything for backward; 'auto' = ceil(sqrt(chunks))."""
     if not checkpoint:
@@ -324,7 +255,7 @@ def compilable(rule) -> bool:
     return auto_chunked_path(rule) != "func"
 
 
-def compiled_step(step: _Step):
+def compiled_step(step: ChunkStep):
     """The step's __call__ through torch.compile, built once per step class. dynamic=False: every full chunk has the
     same shapes, so a sequence costs one compile per distinct chunk length; the graph fuses the chunk's elementwise
     work (decay scalings, activations and their derivatives, coefficient math) around the matmuls."""
@@ -345,8 +276,6 @@ def chunked_scan(rule, state: MemoryState, inputs: StepInputs, chunk_size: int, 
     if rule.algorithm.per_chunk:
         step = FusedChunkUpdateStep(rule, read_after) if path == "fused" else ChunkUpdateStep(rule, read_after, path == "stack")
     else:
-        from .key_decay import KeyDecayStep
-
         if rule.retention.decay_axis == "key":  # the stack and exact paths of a key-channel decay: its own step
             step = KeyDecayStep(rule, read_after, exact=path == "exact")
         else:

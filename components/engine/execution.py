@@ -111,6 +111,21 @@ class Plan:
         return BACKENDS.get(self.path)
 
 
+def exact_parallel_supported(rule) -> bool:
+    """Whether ExactStep (or KeyDecayStep) computes this rule: linear memory, affine bias, identity link, per-head
+    gates or a decay per key channel."""
+    retention = rule.retention
+    return (
+        not rule.algorithm.per_chunk
+        and not rule.algorithm.uses_position
+        and rule.structure.name == "linear"
+        and rule.bias.prediction_slope is not None
+        and retention.identity_link
+        and retention.decay_axis in ("head", "key")
+        and not rule.bias.gates()
+    )
+
+
 def auto_chunked_path(rule) -> str:
     """The chunked mini-batch path a rule takes by default: 'fused' where it applies, 'stack' for other stacks of
     linear layers, else the generic 'func'."""
@@ -125,7 +140,6 @@ def plan(rule, execution: Execution, device: torch.device | str = "cpu", read_af
          dtype: torch.dtype = torch.float32) -> Plan:
     """Pick the path for a rule, its execution settings, a device and the input dtype; every refusal names the
     setting and why."""
-    from .chunked import exact_parallel_supported
     from .fused_stack import fused_supported
 
     device = torch.device(device)

@@ -20,7 +20,7 @@ import math
 import torch
 from torch import Tensor
 
-from .chunked import _Step
+from .step import ChunkStep
 from .coefficients import LOG_FLOOR
 from .ops import linear_wt, scaled_output_grad
 from .state import MemoryState
@@ -42,7 +42,7 @@ def _pairs(x: Tensor, G: Tensor, k: Tensor) -> Tensor:
     return torch.einsum("ntc,ntjc,njc->ntj", x, G, k)
 
 
-class KeyDecayStep(_Step):
+class KeyDecayStep(ChunkStep):
     """exact: the token-by-token recurrence (every segment ends where a chunk would); otherwise the mini-batch form,
     every gradient of a chunk at its start weights (grad_at), which the state keeps until the chunk ends."""
 

@@ -19,7 +19,9 @@ import torch
 from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..options import ComponentError
 from .lm import LanguageModel
+from .spec import ArchitectureSpec
 
 
 @dataclass(frozen=True)
@@ -95,3 +97,28 @@ def forward_flops_per_token(model: LanguageModel, seq_len: int) -> float:
 
 def cost(model: LanguageModel, seq_len: int = 512) -> Cost:
     return Cost(count_params(model), state_numel(model, seq_len), forward_flops_per_token(model, seq_len), seq_len)
+
+
+def spec_size(spec: ArchitectureSpec, seq_len: int = 512) -> tuple[int, int]:
+    """(parameters, state numbers per sequence after seq_len tokens) of the model a spec builds, without building it:
+    one block of each kind is made on the meta device (shapes, no storage), and a model is the embedding, the final
+    norm and its blocks. So a width of 1e9 or a million layers is counted in milliseconds and never allocated."""
+    from .lm import Block, build_mixer
+
+    with torch.device("meta"), torch.random.fork_rng(devices=[]):
+        params = spec.vocab_size * spec.dim + spec.dim  # tied embedding/head, final RMSNorm
+        state = 0
+        for kind, count in spec.backbone_component().mixer_counts(spec.layers).items():
+            try:
+                block = Block(spec.dim, build_mixer(kind, spec), spec.mlp_hidden)
+            except RuntimeError as err:  # a single weight past 2^63 bytes: torch cannot even describe it
+                raise ComponentError(f"dim={spec.dim}: a weight of this model would be larger than a tensor can "
+                                     f"be ({str(err).splitlines()[0]})") from None
+            params += count * count_params(block)
+            state += count * block.mixer.state_numel(seq_len)
+    return params, state
+
+
+def training_bytes(params: int, bytes_per_number: int = 4) -> int:
+    """Memory the weights alone take in training: the weights, their gradients and AdamW's two moments."""
+    return 4 * params * bytes_per_number

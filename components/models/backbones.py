@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import abc
+from collections import Counter
 
 from ..options import Option
 from ..registry import Component, Registry
@@ -24,6 +25,15 @@ class Backbone(Component, abc.ABC):
     @abc.abstractmethod
     def mixers(self, layers: int) -> list[str]:
         """One entry per residual block: 'memory', 'attention', 'mac' or 'mag'."""
+
+    def period(self) -> int:
+        """Blocks after which the pattern of mixers repeats: mixers(n) is mixers(period) repeated, then cut."""
+        return 1
+
+    def mixer_counts(self, layers: int) -> Counter:
+        """How many blocks of each mixer kind `layers` makes, without listing them (a million layers is a count)."""
+        p = self.period()
+        return Counter({k: v * (layers // p) for k, v in Counter(self.mixers(p)).items()}) + Counter(self.mixers(layers % p))
 
     def window(self) -> int:
         """Attention window in tokens; 0 is full causal attention."""
@@ -70,6 +80,9 @@ class Hybrid(Backbone):
 
         if not self.pattern or set(self.pattern) - {"m", "a"}:
             raise ComponentError(f"backbone 'hybrid' option 'pattern' must be letters m and a, got {self.pattern!r}")
+
+    def period(self) -> int:
+        return len(self.pattern)
 
     def mixers(self, layers: int) -> list[str]:
         names = {"m": "memory", "a": "attention"}

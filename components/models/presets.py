@@ -11,7 +11,6 @@ API see the same files.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -19,34 +18,37 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
-from ..options import ComponentError, closest
+from ..conf import config_path, list_configs, package_conf_dir
+from ..options import ComponentError
+from ..yaml_files import read_yaml
 from .lm import LanguageModel, build_mixer
 from .spec import ArchitectureSpec
 
-CONF_ENV = "MIRASWEEP_CONF"
-
-
 def conf_dir() -> Path:
-    """The project's conf/ folder (or $MIRASWEEP_CONF)."""
-    return Path(os.environ.get(CONF_ENV) or Path(__file__).resolve().parents[2] / "conf")
+    """The configs mirasweep ships (see components.conf for the user's folders searched before them)."""
+    return package_conf_dir()
 
 
 def list_presets() -> list[str]:
-    return sorted(p.stem for p in (conf_dir() / "model").glob("*.yaml"))
+    """Preset names: the user's config folders' model/*.yaml and the shipped ones."""
+    return list_configs("model")
+
+
+def preset_path(name: str) -> Path:
+    return config_path("model", name, "model preset")
 
 
 def preset_provenance(name: str) -> str:
     """The preset file's first comment line: where the model comes from."""
-    first = (conf_dir() / "model" / f"{name}.yaml").read_text().splitlines()[0]
-    return first.lstrip("# ").strip()
+    lines = preset_path(name).read_text().splitlines()
+    return lines[0].lstrip("# ").strip() if lines and lines[0].startswith("#") else ""
 
 
 def _preset_dict(name: str) -> dict:
-    path = conf_dir() / "model" / f"{name}.yaml"
-    if not path.is_file():
-        known = list_presets()
-        raise ComponentError(f"unknown model preset '{name}'{closest(name, known)}; known presets: {', '.join(known)}")
-    return OmegaConf.to_container(OmegaConf.load(path), resolve=True) or {}
+    data = read_yaml(preset_path(name), f"model preset '{name}'") or {}
+    if not isinstance(data, Mapping):
+        raise ComponentError(f"model preset '{name}': {preset_path(name)} must hold a mapping, got {data!r}")
+    return dict(data)
 
 
 def resolve_spec(model: str | Mapping | ArchitectureSpec, overrides: Iterable[str] = ()) -> ArchitectureSpec:

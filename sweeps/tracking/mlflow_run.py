@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
+from components.options import ComponentError
+
 DEFAULT_DB = "mlflow.db"
 PARAM_VALUE_LIMIT = 6000  # MLflow rejects longer parameter values
 
@@ -122,3 +124,17 @@ class Tracker:
 
     def log_json(self, data: Any, artifact_file: str) -> None:
         self.log_text(json.dumps(data, indent=2, sort_keys=True, default=str), artifact_file)
+
+
+def validate_tracking_uri(uri: Any, where: str = "tracking.uri") -> None:
+    """One message naming `where` for a tracking URI MLflow 3 would refuse or misread; connects to nothing."""
+    forms = "sqlite:///PATH, http(s)://HOST:PORT (an MLflow server) or a database URL (postgresql+psycopg://...)"
+    if not isinstance(uri, str) or not uri.strip():
+        raise ComponentError(f"{where}={uri!r}: expected {forms}")
+    if uri.startswith(("http://", "https://", "databricks")):
+        return
+    if "://" not in uri:
+        raise ComponentError(f"{where}={uri!r}: a folder is not a tracking store in MLflow 3; expected {forms}")
+    from ..study import validate_storage
+
+    validate_storage(uri, where)

@@ -1,5 +1,5 @@
 """Training one architecture on one task."""
-from .config import TrainConfig
+from components.training import TrainConfig
 from .errors import NonFiniteLoss, Preempted, Pruned, TrainingStopped
 from .loop import TrainResult, train
 

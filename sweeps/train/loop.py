@@ -18,9 +18,9 @@ from components.engine.chunked import compilable
 from components.layers import MemoryLayer
 from components.models import ArchitectureSpec, LanguageModel
 
-from ..tasks import IGNORE, Task
+from components.tasks import IGNORE, Task
 from . import checkpoint
-from .config import TrainConfig
+from components.training import TrainConfig
 from .errors import NonFiniteLoss, Preempted
 from .signals import stop_on_signals
 from .utilization import PeakMemory, device_name, peak_tflops, train_flops_per_token

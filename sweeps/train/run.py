@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from components.models import ArchitectureSpec, resolve_spec
-from components.models.accounting import count_params, state_numel
+from components.models.accounting import spec_size
+from components.tasks import TASKS, Task
+from components.training import TrainConfig
 
-from ..tasks import TASKS, Task
 from ..tracking import Tracker
-from .config import TrainConfig
+from ..tracking.mlflow_run import validate_tracking_uri
 from .errors import NonFiniteLoss, Preempted, Pruned
+from .fits import check_fits
 from .loop import EvalCallback, TrainResult, train
 
 RESULT, RUN_ID = "result.json", "mlflow_run_id"
@@ -58,13 +60,19 @@ def run_training(config: Mapping[str, Any], out_dir: Path, preset: str | None = 
         if tracker is not None and parent_run_id and data.get("run_id"):  # a retried trial adopts its finished task
             tracker.client.set_tag(data["run_id"], "mlflow.parentRunId", parent_run_id)
         return TrainResult(data["metrics"], [tuple(h) for h in data["history"]], resumed_from=data["steps"])
+    # everything that can be wrong with the input is found before anything is created (no folder, store or run)
     task = build_task(config.get("task") or {"name": "lm"})
     spec = build_spec(config["model"], task, preset)
     cfg = TrainConfig.from_dict(config.get("train"))
+    tracking = dict(config.get("tracking") or {})
+    if tracker is None and tracking.get("uri") is not None:
+        validate_tracking_uri(tracking["uri"])
+    params, state = spec_size(spec, getattr(task, "seq_len", 512))  # counted, never allocated
+    check_fits(spec, params, cfg.device)
+    data_info = task.data_info()  # reads the corpus: a missing file or dataset is an input error too
     out_dir.mkdir(parents=True, exist_ok=True)
 
     if tracker is None:
-        tracking = dict(config.get("tracking") or {})
         tracker = Tracker(tracking.get("uri"), tracking.get("experiment", "mirasweep"))
     id_file = out_dir / RUN_ID
     resume_id = id_file.read_text().strip() if id_file.is_file() else None
@@ -72,20 +80,13 @@ def run_training(config: Mapping[str, Any], out_dir: Path, preset: str | None = 
             **(extra_tags or {})}
     tracker.start(run_name or spec.name, tags=tags, parent_run_id=parent_run_id, resume_run_id=resume_id)
     id_file.write_text(tracker.run_id)
-    from components.models import LanguageModel
-
-    import torch
-
-    with torch.device("meta"):  # counted, not allocated: train() builds the real model
-        sizing = LanguageModel(spec)
-    params, state = count_params(sizing), state_numel(sizing, getattr(task, "seq_len", 512))
     if resume_id is None:
         tracker.log_params({"model": spec.to_dict(), "task": {"name": task.name, **task.opts}, "train": vars(cfg),
                             "preset": preset or ""})
         tracker.log_json(dict(config), "config/config.json")
         tracker.log_json(spec.to_dict(), "spec/architecture.json")
         tracker.log_text(model_card(spec, params, state), "spec/model_card.md")
-        tracker.log_metrics({"cost/params": params, "cost/state": state, **task.data_info()}, 0, flush=True)
+        tracker.log_metrics({"cost/params": params, "cost/state": state, **data_info}, 0, flush=True)
     try:
         result = train(spec, task, cfg, out_dir, tracker=tracker, on_eval=on_eval)
     except NonFiniteLoss as err:

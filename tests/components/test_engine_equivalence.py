@@ -9,7 +9,7 @@ import torch
 
 from components import ComponentError, memory_scan
 from components.engine import enumerate_rules
-from components.engine.chunked import exact_parallel_supported
+from components.engine.execution import exact_parallel_supported
 from components.memory import StackMemory
 
 from .helpers import engine_inputs, rel_err

@@ -168,8 +168,8 @@ def test_check_reasons():
 
 
 def test_trial_settings_merge_budget_and_plan():
-    from sweeps.train.config import TrainConfig
-    from sweeps.tasks import TASKS
+    from components.training import TrainConfig
+    from components.tasks import TASKS
 
     space = load_space("quick")
     (_, plan), = ask(space, 1)

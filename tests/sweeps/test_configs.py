@@ -8,7 +8,7 @@ import pytest
 
 from components.models import conf_dir, list_presets
 from sweeps.train.compose import compose
-from sweeps.train.config import TrainConfig
+from components.training import TrainConfig
 from sweeps.train.run import build_spec, build_task
 
 TASK_CONFIGS = sorted(p.stem for p in (Path(conf_dir()) / "task").glob("*.yaml"))

@@ -147,7 +147,7 @@ def test_killed_worker_loses_no_finished_trial_and_its_trial_is_retried(tmp_path
 
 def test_bad_input_exits_2_and_creates_nothing(tmp_path):
     for args, message in [
-        (["search_space=nope"], "Could not find 'search_space/nope'"),
+        (["search_space=nope"], "unknown search_space 'nope'; known: delta_family"),
         (["launcher.workers=0"], "launcher.workers must be >= 1"),
         (["sampler.name=annealing"], "unknown sampler 'annealing'"),
         (["pruner=median"], "single-objective"),

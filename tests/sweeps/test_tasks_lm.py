@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from components import ComponentError
-from sweeps.tasks import TASKS
-from sweeps.tasks.corpus import VAL_EVERY
+from components.tasks import TASKS
+from components.tasks.corpus import VAL_EVERY
 
 
 class FixedLogits(torch.nn.Module):

@@ -10,9 +10,9 @@ from torch import nn
 
 from components.models import build_model
 from components.options import ComponentError
-from sweeps.tasks.base import IGNORE, TASKS
-from sweeps.tasks.mqar import MultiQueryRecall  # importing the modules registers the tasks
-from sweeps.tasks.niah import NeedleInAHaystack, to_bytes
+from components.tasks.base import IGNORE, TASKS
+from components.tasks.mqar import MultiQueryRecall  # importing the modules registers the tasks
+from components.tasks.niah import NeedleInAHaystack, to_bytes
 
 
 class Predictor(nn.Module):

@@ -35,6 +35,11 @@ class LanguageModelling(Task):
             raise ComponentError("task 'lm': corpus=path needs the option 'path'")
         if self.corpus == "hf" and not self.hf_name:
             raise ComponentError("task 'lm': corpus=hf needs the option 'hf_name'")
+        for opt in self.options:  # an option of another corpus would be silently ignored: say so instead
+            owner = "path" if opt.name == "path" else "hf" if opt.name.startswith("hf_") else None
+            if owner and owner != self.corpus and self.opts[opt.name] != opt.default:
+                raise ComponentError(f"task 'lm': option '{opt.name}' is read only with corpus={owner}, and corpus is "
+                                     f"'{self.corpus}'; set corpus={owner} too (task.corpus={owner})")
         self._corpus: Corpus | None = None
 
     def metrics(self) -> dict[str, str]:
