@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from components import ComponentError, memory_scan
-from components.engine import enumerate_rules
+from components.engine import MemoryRule, enumerate_rules
 from components.engine.chunked import exact_parallel_supported
 from components.memory import StackMemory
 
@@ -149,3 +149,17 @@ def test_checkpoint_setting_is_checked():
     acc, k, v, q, gates = engine_inputs(rule)
     with pytest.raises(ComponentError, match="checkpoint must be null, 'auto' or a number of chunks"):
         memory_scan(rule, k, v, q, gates, acc, checkpoint="sqrt")
+
+
+def test_outer_parameters_are_checked():
+    """The LN's scale and shift belong to the residual's LN; outer parameters must have the declared shapes."""
+    with pytest.raises(ComponentError, match="norm_affine .* needs residual: true"):
+        MemoryRule({"name": "mlp", "residual": False, "norm_affine": True}, "l2")
+    rule = MemoryRule({"name": "mlp", "depth": 1, "bias": True, "norm_affine": True}, "l2", "none", "ttt_gd")
+    acc, k, v, q, gates = engine_inputs(rule, T=4)
+    with pytest.raises(ComponentError, match=r"outer parameters of shapes \[\(2, 4\), \(2, 4\)\]"):
+        memory_scan(rule, k, v, q, gates, acc, outer=[torch.ones(4), torch.zeros(4)])
+    # omitted, they take their initial values (gamma = 1, beta = 0)
+    y, _ = memory_scan(rule, k, v, q, gates, acc)
+    y1, _ = memory_scan(rule, k, v, q, gates, acc, outer=[torch.ones(2, 4, dtype=k.dtype), torch.zeros(2, 4, dtype=k.dtype)])
+    assert torch.equal(y, y1)
