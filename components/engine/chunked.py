@@ -55,9 +55,9 @@ class StackStep(ChunkStep):
             key_linear = lambda l, a: linear_wt(a, st.grad_at[l])  # noqa: E731
         else:  # M_{alpha W}(k) = alpha * (W k) for the linear memory this retention allows
             key_linear = lambda l, a: scale_tokens(linear_wt(a, st.grad_at[l]), alpha)  # noqa: E731
-        yk, cache = structure.run(st.grad_at, inp.k, cache=True, linear=key_linear)
+        yk, cache = structure.run(st.grad_at, inp.k, cache=True, linear=key_linear, outer=inp.outer)
         g = scaled_output_grad(self.rule.bias, yk, inp.v, inp.gates)
-        deltas = structure.backward(st.grad_at, cache, g)
+        deltas = structure.backward(st.grad_at, cache, g, inp.outer)
         co = self.coefficients(inp.gates, n, inp.k)
         mom = st.momentum
 
@@ -70,7 +70,7 @@ class StackStep(ChunkStep):
                 return z - mix
             return dual_read(a, co.beta_r, st.read[l], co.f_r, None if mom is None else mom[l]) - mix
 
-        y = structure.run(st.read, inp.q, linear=dual_linear)
+        y = structure.run(st.read, inp.q, linear=dual_linear, outer=inp.outer)
         sums_G = [_weighted_outer(d, co.G_e, a) for d, a in zip(deltas, cache.inputs)]
         sums_N = None if mom is None else [_weighted_outer(d, co.N_e, a) for d, a in zip(deltas, cache.inputs)]
         new = self.advance(st, co, sums_G, sums_N, n, chunk_size)
@@ -92,7 +92,8 @@ class FusedStep(StackStep):
             return super().__call__(st, inp, chunk_size)
         n = inp.k.shape[1]
         co = self.coefficients(inp.gates, n, inp.k)
-        y, weights, momentum = fused_stack_chunk(self.rule, st.read, st.momentum, inp.k, inp.v, inp.q, inp.gates, co, self.pool)
+        y, weights, momentum = fused_stack_chunk(self.rule, st.read, st.momentum, inp.k, inp.v, inp.q, inp.gates, co, self.pool,
+                                                  inp.outer)
         full = n == chunk_size  # a short last chunk keeps its gradient point for the rest of the chunk
         return y, MemoryState(weights, momentum, weights, weights if full else st.grad_at, 0 if full else n)
 
@@ -105,19 +106,19 @@ class FuncStep(ChunkStep):
         n = inp.k.shape[1]
         alpha = self.grad_point_scale(inp.gates)
         if alpha is None:
-            yk = structure.forward(st.grad_at, inp.k)
+            yk = structure.forward(st.grad_at, inp.k, inp.outer)
             alpha = inp.k.new_ones(inp.k.shape[:2])
         else:
-            yk = scale_tokens(structure.forward(st.grad_at, inp.k), alpha)
+            yk = scale_tokens(structure.forward(st.grad_at, inp.k, inp.outer), alpha)
         g = scaled_output_grad(self.rule.bias, yk, inp.v, inp.gates)
 
-        def token_grad(params, k, gt, a):
+        def token_grad(params, k, gt, a, outer):
             point = [w * (a if a.dim() == 0 else a[:, None]) for w in params]
-            _, vjp = torch.func.vjp(lambda *w: structure.forward(list(w), k), *point)
+            _, vjp = torch.func.vjp(lambda *w: structure.forward(list(w), k, outer), *point)
             return vjp(gt)
 
-        per_seq = torch.func.vmap(token_grad, in_dims=(None, 0, 0, 0))
-        u = torch.func.vmap(per_seq, in_dims=(0, 0, 0, 0))(tuple(st.grad_at), inp.k, g, alpha)  # each (N, n, *shape)
+        per_seq = torch.func.vmap(token_grad, in_dims=(None, 0, 0, 0, None))
+        u = torch.func.vmap(per_seq, in_dims=(0, 0, 0, 0, 0))(tuple(st.grad_at), inp.k, g, alpha, inp.outer)  # each (N, n, *shape)
         co = self.coefficients(inp.gates, n, inp.k)
         mom = st.momentum
 
@@ -130,8 +131,8 @@ class FuncStep(ChunkStep):
             if mom is not None:
                 w = w + mom[l].unsqueeze(1) * co.f_r.view(*co.f_r.shape, *([1] * (ul.dim() - 2)))
             weights.append(w - combine(co.G_r, ul))
-        read_token = lambda w, q: structure.forward(list(w), q)  # noqa: E731
-        y = torch.func.vmap(torch.func.vmap(read_token))(tuple(weights), inp.q)
+        read_token = lambda w, q, outer: structure.forward(list(w), q, outer)  # noqa: E731
+        y = torch.func.vmap(torch.func.vmap(read_token, in_dims=(0, 0, None)))(tuple(weights), inp.q, inp.outer)
         new = self.advance(st, co, [combine(co.G_e, ul) for ul in u],
                            None if mom is None else [combine(co.N_e, ul) for ul in u], n, chunk_size)
         return self.fix_chunk_end_read(y, new, inp), new
@@ -153,16 +154,17 @@ class ChunkUpdateStep(ChunkStep):
         """Per layer sum_t theta_t grad_W l_t at `weights`: a pair (X, Y) with sum = X @ Y, or the tensor itself."""
         structure = self.rule.structure
         if self.stack:
-            yk, cache = structure.run(weights, inp.k, cache=True)
-            deltas = structure.backward(weights, cache, scaled_output_grad(self.rule.bias, yk, inp.v, inp.gates))
+            yk, cache = structure.run(weights, inp.k, cache=True, outer=inp.outer)
+            deltas = structure.backward(weights, cache, scaled_output_grad(self.rule.bias, yk, inp.v, inp.gates),
+                                        inp.outer)
             return [(d.mT, a) for d, a in zip(deltas, cache.inputs)]
-        yk, vjp = torch.func.vjp(lambda *w: structure.forward(list(w), inp.k), *weights)
+        yk, vjp = torch.func.vjp(lambda *w: structure.forward(list(w), inp.k, inp.outer), *weights)
         return list(vjp(scaled_output_grad(self.rule.bias, yk, inp.v, inp.gates)))
 
     def __call__(self, st: MemoryState, inp: StepInputs, chunk_size: int):
         structure, n = self.rule.structure, inp.k.shape[1]
         sums = self.surprise(st.grad_at, inp)
-        y = structure.forward(st.read, inp.q)
+        y = structure.forward(st.read, inp.q, inp.outer)
         as_tensor = lambda xy: torch.bmm(*xy) if isinstance(xy, tuple) else xy  # noqa: E731
         if st.offset == 0:  # the chunk's gates, once: S = eta S - U, A = alpha A + S
             eta = inp.gates["momentum"][:, 0]
@@ -197,7 +199,7 @@ class FusedChunkUpdateStep(ChunkUpdateStep):
         n = inp.k.shape[1]
         full = n == chunk_size
         y, acc, mom = chunkwise_stack_chunk(self.rule, st.read, st.momentum, inp.k, inp.v, inp.q, inp.gates, self.pool,
-                                            read_last=full and self.read_after)
+                                            read_last=full and self.read_after, outer=inp.outer)
         return y, (MemoryState(acc, mom, acc, acc, 0) if full else MemoryState(acc, mom, st.read, st.grad_at, n))
 
 
@@ -289,7 +291,7 @@ def chunked_scan(rule, state: MemoryState, inputs: StepInputs, chunk_size: int, 
     # split, not per-chunk slicing: each slice's backward would allocate and zero a full-sequence tensor
     split = lambda x: x.split(sizes, dim=1)  # noqa: E731
     gates = {name: split(g) for name, g in inputs.gates.items()}
-    chunks = [StepInputs(k, v, q, {name: g[i] for name, g in gates.items()})
+    chunks = [StepInputs(k, v, q, {name: g[i] for name, g in gates.items()}, inputs.outer)
               for i, (k, v, q) in enumerate(zip(split(inputs.k), split(inputs.v), split(inputs.q)))]
 
     def run(state: MemoryState, segment: list[StepInputs]):

@@ -57,13 +57,36 @@ class _Meta:
     layers: int
     momentum: bool
     pool: GradientPool
+    n_outer: int = 0  # the structure's outer parameters (after the gates among the node's inputs)
 
 
-def _head(rule, z_last: Tensor, k: Tensor, v: Tensor, gates: dict[str, Tensor]) -> Tensor:
+def _head(rule, z_last: Tensor, k: Tensor, v: Tensor, gates: dict[str, Tensor], outer=()) -> Tensor:
     """The last layer's per-token output gradient from its pre-activation (token-sized, autograd-friendly)."""
     structure = rule.structure
-    g = scaled_output_grad(rule.bias, structure.output(k, z_last), v, gates)
-    return structure.output_delta(z_last, g)
+    g = scaled_output_grad(rule.bias, structure.output(k, z_last, outer), v, gates)
+    return structure.output_delta(z_last, g, outer)
+
+
+def read_output_backward(structure, x: Tensor, z_last: Tensor, gy: Tensor, outer) -> tuple:
+    """Back through a read's output y = structure.output(x, z_last, outer): (dL/dx or None, dL/dz_last, dL/d outer
+    per outer parameter). By hand without outer parameters; through autograd on the token-sized output with them."""
+    if not outer:
+        return (gy if structure.has_residual else None), structure.output_delta(z_last, gy), []
+    with torch.enable_grad():
+        leaves = [t.detach().requires_grad_(True) for t in (x, z_last, *outer)]
+        out = structure.output(leaves[0], leaves[1], leaves[2:])
+    gx, gz, *g_outer = torch.autograd.grad(out, leaves, gy, allow_unused=True)
+    return gx, gz, g_outer
+
+
+def add_grads(a: list, b: list) -> list:
+    """Elementwise sum of two gradient lists where an entry may be None."""
+    return [y if x is None else x if y is None else x + y for x, y in zip(a, b)]
+
+
+def pad_bias(structure, y: Tensor) -> Tensor:
+    """A token factor of an input-weight gradient widened to the augmented input (zero in the bias column)."""
+    return torch.nn.functional.pad(y, (0, 1)) if structure.has_bias else y
 
 
 def _dots(grads: list, states: list[Tensor], N: int, like: Tensor) -> Tensor:
@@ -107,29 +130,33 @@ def delta_chain(act, W: list[Tensor], z: list[Tensor], top: Tensor) -> tuple[lis
     return deltas, ts
 
 
-def recompute_deltas(meta: _Meta, W: list[Tensor], z: list[Tensor], k: Tensor, v: Tensor, gate_vals) -> tuple:
+def recompute_deltas(meta: _Meta, W: list[Tensor], z: list[Tensor], k: Tensor, v: Tensor, gate_vals, outer=()) -> tuple:
     """Backward's recomputation of the key pass's per-token output gradients from the saved pre-activations: the head
-    with a graph (its inputs and output), deltas_l and t_l = delta_l W_l."""
+    with a graph (its inputs and output: z, k, v, the gates, the outer parameters), deltas_l and t_l = delta_l W_l
+    (W_l without its bias column)."""
     L = len(W)
     structure = meta.rule.structure
     act = ACTIVATIONS[structure.activation_name] if L > 1 else None
-    head_in = [t.detach().requires_grad_(True) for t in (z[-1], k, v, *gate_vals)]
+    head_in = [t.detach().requires_grad_(True) for t in (z[-1], k, v, *gate_vals, *outer)]
+    G = len(meta.gate_names)
     with torch.enable_grad():
-        head_out = _head(meta.rule, head_in[0], head_in[1], head_in[2], dict(zip(meta.gate_names, head_in[3:])))
-    return (head_in, head_out, *delta_chain(act, W, z, head_out.detach()))
+        head_out = _head(meta.rule, head_in[0], head_in[1], head_in[2], dict(zip(meta.gate_names, head_in[3:3 + G])),
+                         head_in[3 + G:])
+    return (head_in, head_out, *delta_chain(act, [structure.weight_in(w) for w in W], z, head_out.detach()))
 
 
-def backprop_deltas(act, W, z, ts, deltas, gdelta, w_pairs, head_in, head_out) -> tuple:
+def backprop_deltas(structure, act, W, z, ts, deltas, gdelta, w_pairs, head_in, head_out) -> tuple:
     """Given dL/d delta_l, back through delta_{l-1} = (delta_l W_l) * sigma'(z_{l-1}) and the head: adds the weight
     gradients' token pairs to w_pairs; returns the extra key pre-activation gradients (per layer below the top), the
-    top layer's key pre-activation gradient, and the head's gradients for k, v and the gates."""
+    top layer's key pre-activation gradient, and the head's gradients for k, v, and the gates then the outer
+    parameters."""
     L = len(W)
     gz_extra = [None] * L
     for l in range(1, L):
         gt = act.vjp(gdelta[l - 1], z[l - 1])
         gz_extra[l - 1] = gdelta[l - 1] * ts[l] * act.d2(z[l - 1])
-        gdelta[l].baddbmm_(gt, W[l].mT)
-        w_pairs[l].append((deltas[l], gt))
+        gdelta[l].baddbmm_(gt, structure.weight_in(W[l]).mT)
+        w_pairs[l].append((deltas[l], pad_bias(structure, gt)))
     # The head: bias gradient (and output norm) at the last pre-activation.
     head_grads = torch.autograd.grad(head_out, head_in, gdelta[-1], allow_unused=True)
     gz = head_grads[0] if head_grads[0] is not None else torch.zeros_like(z[-1])  # e.g. a dot bias
@@ -139,19 +166,21 @@ def backprop_deltas(act, W, z, ts, deltas, gdelta, w_pairs, head_in, head_out) -
 class FusedStackChunk(torch.autograd.Function):
     @staticmethod
     def forward(ctx, meta: _Meta, k, v, q, beta_r, f_r, G_r, beta_e, f_e, G_e, m_e, N_e, *rest):
-        L, G = meta.layers, len(meta.gate_names)
+        L, G, O = meta.layers, len(meta.gate_names), meta.n_outer
         gates = dict(zip(meta.gate_names, rest[:G]))
-        W = list(rest[G:G + L])
-        S = list(rest[G + L:]) if meta.momentum else None
+        outer = rest[G:G + O]
+        W = list(rest[G + O:G + O + L])
+        S = list(rest[G + O + L:]) if meta.momentum else None
         structure = meta.rule.structure
+        aug = structure.augment  # a layer's input with the constant 1 of its bias column (itself without biases)
         act = ACTIVATIONS[structure.activation_name] if L > 1 else None
-        a, z = [k], []
+        a, z = [aug(k)], []
         for l in range(L):
             z.append(a[l] @ W[l].mT)
             if l < L - 1:
-                a.append(act.fn(z[l]))
-        deltas, _ = delta_chain(act, W, z, _head(meta.rule, z[-1], k, v, gates))
-        b, zq = q, []
+                a.append(aug(act.fn(z[l])))
+        deltas, _ = delta_chain(act, [structure.weight_in(w) for w in W], z, _head(meta.rule, z[-1], k, v, gates, outer))
+        b, zq = aug(q), []
         for l in range(L):
             out = scale_tokens(b, beta_r) @ W[l].mT
             if S is not None:
@@ -159,8 +188,8 @@ class FusedStackChunk(torch.autograd.Function):
             out.baddbmm_((b @ a[l].mT) * G_r, deltas[l], alpha=-1.0)
             zq.append(out)
             if l < L - 1:
-                b = act.fn(out)
-        y = structure.output(q, zq[-1])
+                b = aug(act.fn(out))
+        y = structure.output(q, zq[-1], outer)
         new_W, new_S = [], []
         for l in range(L):
             w = scale_weights(W[l], beta_e)
@@ -179,14 +208,15 @@ class FusedStackChunk(torch.autograd.Function):
     @once_differentiable  # the hand-written backward updates gradients in place: no graph through it
     def backward(ctx, gy, *g_new):
         meta: _Meta = ctx.meta
-        L, G = meta.layers, len(meta.gate_names)
+        L, G, O = meta.layers, len(meta.gate_names), meta.n_outer
         saved = ctx.saved_tensors
         k, v, q, beta_r, f_r, G_r, beta_e, f_e, G_e, m_e, N_e = saved[:11]
         gate_vals = saved[11:11 + G]
-        W = list(saved[11 + G:11 + G + L])
+        outer = saved[11 + G:11 + G + O]
+        W = list(saved[11 + G + O:11 + G + O + L])
         nS = L if meta.momentum else 0
-        S = list(saved[11 + G + L:11 + G + L + nS]) if meta.momentum else None
-        rest = saved[11 + G + L + nS:]
+        S = list(saved[11 + G + O + L:11 + G + O + L + nS]) if meta.momentum else None
+        rest = saved[11 + G + O + L + nS:]
         z, zq = list(rest[:L]), list(rest[L:2 * L])
         gW_new = list(g_new[:L])
         gS_new = list(g_new[L:]) if meta.momentum else [None] * L
@@ -195,9 +225,10 @@ class FusedStackChunk(torch.autograd.Function):
         act = ACTIVATIONS[structure.activation_name] if L > 1 else None
 
         # Recompute the token-sized forward: activations, the head (with a graph), deltas, read inputs.
-        a = [k] + [act.fn(z[l]) for l in range(L - 1)]
-        head_in, head_out, deltas, ts = recompute_deltas(meta, W, z, k, v, gate_vals)
-        bs = [q] + [act.fn(zq[l]) for l in range(L - 1)]
+        aug, strip = structure.augment, structure.strip
+        a = [aug(k)] + [aug(act.fn(z[l])) for l in range(L - 1)]
+        head_in, head_out, deltas, ts = recompute_deltas(meta, W, z, k, v, gate_vals, outer)
+        bs = [aug(q)] + [aug(act.fn(zq[l])) for l in range(L - 1)]
 
         # Chunk-end update: W' = beta_e W + f_e S - sum G_e delta a^T, S' = m_e S - sum N_e delta a^T.
         # An incoming gradient is None where the new state is unused (the last chunk's, mostly): its terms vanish.
@@ -223,8 +254,7 @@ class FusedStackChunk(torch.autograd.Function):
         s_pairs = [[] for _ in range(L)]
         if gy is None:
             gy = torch.zeros_like(zq[-1])
-        gq = gy if structure.has_residual else None
-        gzq = structure.output_delta(zq[-1], gy)
+        gq, gzq, g_outer = read_output_backward(structure, q, zq[-1], gy, outer)
         gbeta_r = torch.zeros_like(beta_r)
         gf_r = torch.zeros_like(f_r) if S is not None else None
         gG_r = torch.zeros_like(G_r)
@@ -246,18 +276,21 @@ class FusedStackChunk(torch.autograd.Function):
             gP = gM * G_r
             gb.baddbmm_(gP, a[l])
             ga[l].baddbmm_(gP.mT, b)
+            gb = strip(gb)
             if l > 0:
                 gzq = act.vjp(gb, zq[l - 1])
             else:
                 gq = gb if gq is None else gq + gb
 
-        gz_extra, gz, gk_head, gv, g_gates = backprop_deltas(act, W, z, ts, deltas, gdelta, w_pairs, head_in, head_out)
+        gz_extra, gz, gk_head, gv, g_head = backprop_deltas(structure, act, W, z, ts, deltas, gdelta, w_pairs, head_in,
+                                                            head_out)
+        g_gates, g_outer = g_head[:G], add_grads(g_outer, g_head[G:])
 
         # The key pass, last layer first.
         gk = None
         for l in range(L - 1, -1, -1):
             w_pairs[l].append((gz, a[l]))
-            g_a = ga[l].baddbmm_(gz, W[l])
+            g_a = strip(ga[l].baddbmm_(gz, W[l]))
             if l > 0:
                 gz = act.vjp(g_a, z[l - 1]).add_(gz_extra[l - 1])
             else:
@@ -276,7 +309,7 @@ class FusedStackChunk(torch.autograd.Function):
             gW.append(pool.give(_add_pairs(_scaled(pool, gW_new[l], beta_e), w_pairs[l])))
 
         return (None, gk, gv, gq, gbeta_r, gf_r, gG_r, gbeta_e, gf_e, gG_e, gm_e, gN_e,
-                *g_gates, *gW, *(gS or []))
+                *g_gates, *g_outer, *gW, *(gS or []))
 
 
 def fused_supported(rule) -> bool:
@@ -288,12 +321,13 @@ def fused_supported(rule) -> bool:
 
 
 def fused_stack_chunk(rule, W: list[Tensor], S: list[Tensor] | None, k: Tensor, v: Tensor, q: Tensor,
-                      gates: dict[str, Tensor], co, pool: GradientPool) -> tuple[Tensor, list[Tensor], list[Tensor] | None]:
+                      gates: dict[str, Tensor], co, pool: GradientPool, outer=()
+                      ) -> tuple[Tensor, list[Tensor], list[Tensor] | None]:
     """One chunk of the stack step through FusedStackChunk; returns y, the new weights and the new momentum.
-    pool: shared by the chunks of one scan."""
+    pool: shared by the chunks of one scan. outer: the structure's outer parameters."""
     names = tuple(n for n in gates if n not in ("retain", "momentum"))
-    meta = _Meta(rule, names, len(W), S is not None, pool)
+    meta = _Meta(rule, names, len(W), S is not None, pool, len(outer))
     out = FusedStackChunk.apply(meta, k, v, q, co.beta_r, co.f_r, co.G_r, co.beta_e, co.f_e, co.G_e, co.m_e, co.N_e,
-                                *[gates[n] for n in names], *W, *(S or []))
+                                *[gates[n] for n in names], *outer, *W, *(S or []))
     L = len(W)
     return out[0], list(out[1:1 + L]), (list(out[1 + L:]) if S is not None else None)

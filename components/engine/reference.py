@@ -36,11 +36,11 @@ def reference_scan(rule, state: MemoryState, inputs: StepInputs, chunk_size: int
         k, v, q = inputs.k[:, t : t + 1], inputs.v[:, t : t + 1], inputs.q[:, t : t + 1]
         gates_t = {name: g[:, t : t + 1] for name, g in inputs.gates.items()}
         if not read_after:
-            outs.append(structure.forward(read, q))
+            outs.append(structure.forward(read, q, inputs.outer))
         alpha = _gate(inputs.gates, "retain", t)
         decay = rule.retention.decay  # per head, per output row or per input column
         point = [decay(w, alpha) for w in grad_at] if rule.retention.grad_after_decay else grad_at
-        yk, vjp = torch.func.vjp(lambda *w: structure.forward(list(w), k), *point)
+        yk, vjp = torch.func.vjp(lambda *w: structure.forward(list(w), k, inputs.outer), *point)
         g = scaled_output_grad(bias, yk, v, gates_t)
         u = vjp(g)
         keep = (lambda w: w) if alpha is None else (lambda w: decay(w, alpha))
@@ -67,5 +67,5 @@ def reference_scan(rule, state: MemoryState, inputs: StepInputs, chunk_size: int
             read = grad_at = rule.read_weights(acc)
             offset = 0
         if read_after:
-            outs.append(structure.forward(read, q))
+            outs.append(structure.forward(read, q, inputs.outer))
     return torch.cat(outs, dim=1), MemoryState(acc, mom, read, grad_at, offset)

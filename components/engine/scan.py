@@ -25,6 +25,7 @@ def memory_scan(
     chunk_size: int = 64,
     read: str = "after",
     execution: Execution | Mapping[str, Any] | None = None,
+    outer: list[Tensor] | tuple[Tensor, ...] | None = None,
     **how: Any,
 ) -> tuple[Tensor, MemoryState]:
     """Run the memory over a sequence.
@@ -33,6 +34,8 @@ def memory_scan(
     gates: 'lr' and whatever `rule.gates()` names, each (N, T) per head or (N, T, c) per channel;
     state: a MemoryState to continue from, or the initial accumulator (list of (N, *shape)).
     chunk_size counts inner steps. Returns y (N, T, d_out) and the new state.
+    outer: the structure's outer parameters (`structure.outer_shapes`, each (N, *shape): TTT's LN scale and shift),
+    trained by the outer loop and never updated by inner steps; None gives them their initial values.
 
     How it runs is an `Execution` (execution.py), given whole or as its fields (path=, exact=, checkpoint=,
     compile=) that override it; `execution.plan` picks the path for the rule and the device:
@@ -73,7 +76,7 @@ def memory_scan(
             state = MemoryState.start(rule, [cast(a) for a in state])
         # Only the gates this rule reads: a stray 'retain' must not decay a memory with no retention.
         used = {n: cast(gates[n]) for n in rule.gates()}
-        inputs = StepInputs(cast(k), cast(v), cast(q), used)
+        inputs = StepInputs(cast(k), cast(v), cast(q), used, tuple(cast(p) for p in outer_parameters(rule, k, v, outer)))
         inputs = rule.algorithm.prepare(inputs, chunk_size, state.offset)
         if chosen.backend is not None:
             y, state = chosen.backend.scan(rule, state, inputs, read_after, io_dtype)
@@ -86,3 +89,19 @@ def memory_scan(
         if steps > 1:
             y = y[:, steps - 1 :: steps] if read_after else y[:, ::steps]
     return y, state
+
+
+def outer_parameters(rule: MemoryRule, k: Tensor, v: Tensor, outer) -> list[Tensor]:
+    """The structure's outer parameters for this call, checked against its declared shapes: the given ones, or their
+    initial values for every sequence-head when None."""
+    N, d_in, d_out = k.shape[0], k.shape[-1], v.shape[-1]
+    shapes = rule.structure.outer_shapes(d_in, d_out)
+    if outer is None:
+        return [p.to(k.device, k.dtype).expand(N, *p.shape) for p in rule.structure.init_outer(d_in, d_out)]
+    outer = list(outer)
+    got = [tuple(p.shape) for p in outer]
+    want = [(N, *s) for s in shapes]
+    if got != want:
+        raise ComponentError(f"structure '{rule.structure.name}' takes outer parameters of shapes {want} "
+                             f"(sequence-heads first), got {got}")
+    return outer

@@ -62,6 +62,6 @@ class ChunkStep:
         # last read-after-write sees the new weights.
         rereads = not self.rule.retention.identity_link or self.rule.algorithm.per_chunk
         if self.read_after and new.offset == 0 and rereads:
-            last = self.rule.structure.forward(new.read, inp.q[:, -1:])
+            last = self.rule.structure.forward(new.read, inp.q[:, -1:], inp.outer)
             y = torch.cat([y[:, :-1], last], dim=1)
         return y

@@ -78,10 +78,19 @@ class MemoryLayer(nn.Module):
         self.init_acc = nn.ParameterList(
             [nn.Parameter(torch.stack([h[i] for h in init])) for i in range(len(init[0]))]
         )
+        # the structure's outer parameters per head (TTT's LN scale and shift): trained here, never by inner steps
+        self.outer = nn.ParameterList(
+            [nn.Parameter(p.unsqueeze(0).repeat(heads, *([1] * p.dim())))
+             for p in self.rule.structure.init_outer(self.head_dim, self.head_dim)]
+        )
 
     # ------------------------------------------------------------------ state
     def initial_memory(self, batch: int) -> list[Tensor]:
         return [rearrange(p.unsqueeze(0).expand(batch, *p.shape), "b h ... -> (b h) ...") for p in self.init_acc]
+
+    def outer_params(self, batch: int) -> list[Tensor]:
+        """The structure's outer parameters per sequence-head, (batch * heads, *shape)."""
+        return [rearrange(p.unsqueeze(0).expand(batch, *p.shape), "b h ... -> (b h) ...") for p in self.outer]
 
     def make_gates(self, x: Tensor) -> dict[str, Tensor]:
         return self.gates(x)
@@ -102,7 +111,7 @@ class MemoryLayer(nn.Module):
         k = F.normalize(k, dim=-1)
         memory = self.initial_memory(b) if state is None else state.memory
         y, memory = memory_scan(self.rule, k, v, q, self.make_gates(x), memory, self.chunk_size, self.read,
-                                self.execution, **engine)
+                                self.execution, outer=self.outer_params(b), **engine)
         out = self._output(y.to(x.dtype), x, b)
         return out[:, out.shape[1] - n_in:], MemoryLayerState(memory, conv_state)
 
@@ -123,7 +132,8 @@ class MemoryLayer(nn.Module):
         q_proj = self.to_qkv.weight[: self.inner]
         q = F.normalize(rearrange(x @ q_proj.mT, "b t (h d) -> (b h) t d", h=self.heads), dim=-1)
         weights = self.rule.read_weights(self.initial_memory(b)) if state is None else state.memory.read
-        y = self.rule.structure.forward(list(weights), q.to(weights[0].dtype))
+        dtype = weights[0].dtype
+        y = self.rule.structure.forward(list(weights), q.to(dtype), [p.to(dtype) for p in self.outer_params(b)])
         return self._output(y.to(x.dtype), x, b)
 
     def _output(self, y: Tensor, x: Tensor, b: int) -> Tensor:

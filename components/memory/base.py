@@ -14,9 +14,13 @@ STRUCTURES = Registry("structure", "memory structure: the map M_W(k) trained at 
 class MemoryStructure(Component):
     """A memory map with functional weights.
 
-    `forward(params, x)` takes weights with any leading batch dims matching x's (or none) and
+    `forward(params, x, outer)` takes weights with any leading batch dims matching x's (or none) and
     x of shape (..., n, d_in) or (d_in,). Subclasses that are not a `StackMemory` are run by the
     engine's generic torch.func path.
+
+    `outer` are the structure's outer parameters (`outer_shapes`): weights inside the map that the outer loop trains
+    and inner steps never update (TTT's LN scale and shift), with the same leading dims as `params`; empty where the
+    structure declares none. The engine passes them to every forward; omitted, they take their initial values.
     """
 
     def param_shapes(self, d_in: int, d_out: int) -> list[tuple[int, ...]]:
@@ -30,7 +34,14 @@ class MemoryStructure(Component):
             out.append(torch.randn(shape, generator=generator) * std)
         return out
 
-    def forward(self, params: list[Tensor], x: Tensor) -> Tensor:
+    def outer_shapes(self, d_in: int, d_out: int) -> list[tuple[int, ...]]:
+        """Shapes of the outer parameters (per head): none by default."""
+        return []
+
+    def init_outer(self, d_in: int, d_out: int) -> list[Tensor]:
+        return []
+
+    def forward(self, params: list[Tensor], x: Tensor, outer: list[Tensor] | tuple = ()) -> Tensor:
         raise NotImplementedError
 
     def canonical(self, params: list[Tensor]) -> list[Tensor]:

@@ -121,30 +121,74 @@ def layer_norm_backward(h: Tensor, g: Tensor) -> Tensor:
 
 @dataclass
 class StackCache:
-    inputs: list[Tensor]  # a_l: input of linear layer l, per token
+    inputs: list[Tensor]  # a_l: input of linear layer l, per token (with its constant 1 appended under `bias`)
     pre: list[Tensor]  # z_l: output of linear layer l (before the next per-token function)
 
 
 Linear = Callable[[int, Tensor], Tensor]
 
 
+def per_token(p: Tensor, x: Tensor) -> Tensor:
+    """An outer weight (leading batch dims matching x's without its token dim, or none) broadcast over x's tokens."""
+    return p.unsqueeze(-2) if x.dim() == p.dim() + 1 and p.dim() > 1 else p
+
+
 class StackMemory(MemoryStructure):
-    """Linear layers W_l with an activation between them, optionally `x + LN(.)` around the stack."""
+    """Linear layers W_l with an activation between them, optionally `x + LN(.)` around the stack.
+
+    has_bias: every layer is affine, W_l a + b_l, its bias b_l an inner (fast) weight stored as the last column of
+    W_l (shape (out, in + 1)) acting on a constant 1 appended to the layer's input: the per-token gradient stays the
+    outer product delta_t [a_t; 1]^T, so every path of the engine runs it as one more input column.
+    has_norm_affine: the output's LN has a learnable scale and shift, x + gamma * LN(.) + beta: outer parameters
+    (`outer_shapes`, trained by the outer loop, never by inner steps), passed to the engine per sequence-head.
+    """
+
+    activation_name: str | None = None
+    has_residual: bool = False
+    has_bias: bool = False
+    has_norm_affine: bool = False
 
     def layer_dims(self, d_in: int, d_out: int) -> list[tuple[int, int]]:
         raise NotImplementedError
 
     def param_shapes(self, d_in: int, d_out: int) -> list[tuple[int, ...]]:
-        return [tuple(s) for s in self.layer_dims(d_in, d_out)]
+        return [(o, i + 1) if self.has_bias else (o, i) for o, i in self.layer_dims(d_in, d_out)]
 
-    activation_name: str | None = None
-    has_residual: bool = False
+    def init_params(self, d_in: int, d_out: int, generator: torch.Generator | None = None) -> list[Tensor]:
+        """Xavier-normal weights; biases (the last columns under `bias`) start at zero, as TTT's."""
+        if not self.has_bias:
+            return super().init_params(d_in, d_out, generator)
+        out = []
+        for o, i in self.layer_dims(d_in, d_out):
+            w = torch.randn(o, i, generator=generator) * math.sqrt(2.0 / (o + i))
+            out.append(torch.cat([w, w.new_zeros(o, 1)], dim=-1))
+        return out
+
+    def outer_shapes(self, d_in: int, d_out: int) -> list[tuple[int, ...]]:
+        return [(d_out,), (d_out,)] if self.has_norm_affine else []
+
+    def init_outer(self, d_in: int, d_out: int) -> list[Tensor]:
+        """The LN's scale at 1 and shift at 0: the parameter-free LN at initialisation."""
+        return [torch.ones(d_out), torch.zeros(d_out)] if self.has_norm_affine else []
+
+    def augment(self, a: Tensor) -> Tensor:
+        """A layer's input with the constant 1 its bias column multiplies (a itself without `bias`)."""
+        return torch.cat([a, a.new_ones(*a.shape[:-1], 1)], dim=-1) if self.has_bias else a
+
+    def strip(self, g: Tensor) -> Tensor:
+        """A gradient w.r.t. an augmented input without the constant's column."""
+        return g[..., :-1] if self.has_bias else g
+
+    def weight_in(self, w: Tensor) -> Tensor:
+        """The part of a layer's weights that multiplies its input (without the bias column)."""
+        return w[..., :-1] if self.has_bias else w
 
     def canonical(self, params: list[Tensor]) -> list[Tensor]:
         """x + LN(a W^T) sees W only through W minus its mean over the output rows (the LN removes that mean from
         every output), and the gradients of W are row-centred too. Positive weights (KL retention's simplex) carry a
         large common row: computed with it, LN subtracted two nearly equal numbers and fp32 lost up to 1e-2 of a
-        token's output. So the last layer is read centred."""
+        token's output. So the last layer is read centred (its bias column too: the same holds for b, and for the LN's
+        scale and shift, which act after the normalisation)."""
         if not self.has_residual:
             return params
         last = params[-1]
@@ -155,36 +199,48 @@ class StackMemory(MemoryStructure):
             return f"the residual x + LN(...) needs key size == value size, got {d_in} and {d_out}"
         return None
 
-    def run(self, params: list[Tensor], x: Tensor, linear: Linear | None = None, cache: bool = False):
-        """Forward; `linear(l, a)` replaces `a @ W_l^T` (the engine passes its dual-form reader)."""
+    def run(self, params: list[Tensor], x: Tensor, linear: Linear | None = None, cache: bool = False,
+            outer: list[Tensor] | tuple = ()):
+        """Forward; `linear(l, a)` replaces `a @ W_l^T` (the engine passes its dual-form reader; `a` is augmented)."""
         act = ACTIVATIONS[self.activation_name].fn if self.activation_name else None
         inputs, pre = [], []
         a = x
         for l, w in enumerate(params):
+            a = self.augment(a)
             inputs.append(a)
             z = linear(l, a) if linear is not None else a @ w.mT
             pre.append(z)
             a = act(z) if l < len(params) - 1 else z
-        y = self.output(x, a)
+        y = self.output(x, a, outer)
         return (y, StackCache(inputs, pre)) if cache else y
 
-    def output(self, x: Tensor, z_last: Tensor) -> Tensor:
-        """The memory's output from its input and last pre-activation: x + LN(z) with the residual, else z."""
-        return x + layer_norm(z_last) if self.has_residual else z_last
+    def output(self, x: Tensor, z_last: Tensor, outer: list[Tensor] | tuple = ()) -> Tensor:
+        """The memory's output from its input and last pre-activation: x + LN(z) (x + gamma LN(z) + beta with the
+        affine norm) with the residual, else z."""
+        if not self.has_residual:
+            return z_last
+        if not self.has_norm_affine or not outer:
+            return x + layer_norm(z_last)
+        gamma, beta = outer
+        return x + layer_norm(z_last) * per_token(gamma, z_last) + per_token(beta, z_last)
 
-    def output_delta(self, z_last: Tensor, g: Tensor) -> Tensor:
-        """dL/dz of the last layer given dL/dy = g (through the output's LN when there is one)."""
-        return layer_norm_backward(z_last, g) if self.has_residual else g
+    def output_delta(self, z_last: Tensor, g: Tensor, outer: list[Tensor] | tuple = ()) -> Tensor:
+        """dL/dz of the last layer given dL/dy = g (through the output's LN, and its scale, when there is one)."""
+        if not self.has_residual:
+            return g
+        if self.has_norm_affine and outer:
+            g = g * per_token(outer[0], z_last)
+        return layer_norm_backward(z_last, g)
 
-    def forward(self, params: list[Tensor], x: Tensor) -> Tensor:
-        return self.run(params, x)
+    def forward(self, params: list[Tensor], x: Tensor, outer: list[Tensor] | tuple = ()) -> Tensor:
+        return self.run(params, x, outer=outer)
 
-    def backward(self, params: list[Tensor], cache: StackCache, g: Tensor) -> list[Tensor]:
+    def backward(self, params: list[Tensor], cache: StackCache, g: Tensor, outer: list[Tensor] | tuple = ()) -> list[Tensor]:
         """Per-token gradients of the loss w.r.t. each layer's output z_l, given dL/dy = g."""
         act = ACTIVATIONS[self.activation_name] if self.activation_name else None
-        delta = self.output_delta(cache.pre[-1], g)
+        delta = self.output_delta(cache.pre[-1], g, outer)
         deltas = [delta]
         for l in range(len(params) - 1, 0, -1):
-            delta = activation_backward(act, delta @ params[l], cache.pre[l - 1])
+            delta = activation_backward(act, self.strip(delta @ params[l]), cache.pre[l - 1])
             deltas.append(delta)
         return deltas[::-1]

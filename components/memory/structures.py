@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..options import Option
+from ..options import ComponentError, Option
 from .base import STRUCTURES, MemoryStructure
 from .stack import ACTIVATIONS, StackMemory
 
@@ -25,7 +25,17 @@ class MLPMemory(StackMemory):
         Option("expansion", float, 4.0, "hidden width / key size", low=0.25, high=8.0),
         Option("activation", str, "gelu", "activation between layers", choices=tuple(ACTIVATIONS)),
         Option("residual", bool, True, "wrap as x + LN(MLP(x)) with a parameter-free LN"),
+        Option("bias", bool, False, "affine layers W a + b, the biases inner (fast) weights with learnable initial "
+               "values (TTT's inner biases)"),
+        Option("norm_affine", bool, False, "the residual's LN with a learnable scale and shift per channel and head, "
+               "x + gamma LN(MLP(x)) + beta: outer parameters, not updated by inner steps (TTT); needs residual"),
     )
+
+    def __init__(self, **opts) -> None:
+        super().__init__(**opts)
+        if self.norm_affine and not self.residual:
+            raise ComponentError("structure 'mlp': norm_affine is the scale and shift of the residual's LN; it needs "
+                                 "residual: true")
 
     @property
     def activation_name(self) -> str:  # type: ignore[override]
@@ -34,6 +44,14 @@ class MLPMemory(StackMemory):
     @property
     def has_residual(self) -> bool:  # type: ignore[override]
         return self.opts["residual"]
+
+    @property
+    def has_bias(self) -> bool:  # type: ignore[override]
+        return self.opts["bias"]
+
+    @property
+    def has_norm_affine(self) -> bool:  # type: ignore[override]
+        return self.opts["norm_affine"]
 
     def label(self) -> str:
         return f"mlp{self.depth}"
@@ -53,6 +71,6 @@ class SwiGLUMemory(MemoryStructure):
         hidden = max(1, round(self.expansion * d_in))
         return [(hidden, d_in), (hidden, d_in), (d_out, hidden)]
 
-    def forward(self, params: list[Tensor], x: Tensor) -> Tensor:
+    def forward(self, params: list[Tensor], x: Tensor, outer: list[Tensor] | tuple = ()) -> Tensor:
         wa, wb, wo = params
         return (torch.nn.functional.silu(x @ wa.mT) * (x @ wb.mT)) @ wo.mT

@@ -1,6 +1,8 @@
 """Registered memory learning algorithms (MIRAS Table 1, Titans section 3)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from ..options import Option
@@ -26,7 +28,7 @@ class TTTGradientDescent(MemoryAlgorithm):
         lr = inputs.gates["lr"]
         position = (torch.arange(lr.shape[1], device=lr.device) + offset) % chunk_size + 1
         scale = (1.0 / position.to(lr.dtype)).view(1, -1, *([1] * (lr.dim() - 2)))
-        return StepInputs(inputs.k, inputs.v, inputs.q, {**inputs.gates, "lr": lr * scale})
+        return replace(inputs, gates={**inputs.gates, "lr": lr * scale})
 
 
 @ALGORITHMS.register("momentum")
@@ -70,7 +72,7 @@ class ImplicitGD(MemoryAlgorithm):
         lr = inputs.gates["lr"]
         k2 = inputs.k.pow(2).sum(-1)
         k2 = k2.unsqueeze(-1) if lr.dim() == k2.dim() + 1 else k2
-        return StepInputs(inputs.k, inputs.v, inputs.q, {**inputs.gates, "lr": lr / (1.0 + lr * k2)})
+        return replace(inputs, gates={**inputs.gates, "lr": lr / (1.0 + lr * k2)})
 
 
 @ALGORITHMS.register("multistep")
@@ -101,4 +103,4 @@ class MultiStepGD(MemoryAlgorithm):
                 mask = first.repeat(T).view(1, T * n, *([1] * (g.dim() - 2)))
                 g = torch.where(mask, g, torch.ones_like(g))
             gates[name] = g
-        return StepInputs(per_step(inputs.k), per_step(inputs.v), per_step(inputs.q), gates)
+        return replace(inputs, k=per_step(inputs.k), v=per_step(inputs.v), q=per_step(inputs.q), gates=gates)

@@ -12,12 +12,14 @@ ALGORITHMS = Registry("algorithm", "memory learning algorithm: the online optimi
 
 @dataclass
 class StepInputs:
-    """Per-position inputs of the engine, (N, T, d) and gates (N, T) or (N, T, d)."""
+    """Per-position inputs of the engine, (N, T, d) and gates (N, T) or (N, T, d); and the structure's outer parameters
+    (N, *shape), the same for every position (empty where the structure has none)."""
 
     k: Tensor
     v: Tensor
     q: Tensor
     gates: dict[str, Tensor]
+    outer: tuple[Tensor, ...] = ()
 
 
 class MemoryAlgorithm(Component):

@@ -29,6 +29,14 @@ def engine_inputs(rule: MemoryRule, N: int = 2, T: int = 7, d: int = 4, seed: in
     return acc, k, v, q, gates
 
 
+def engine_outer(rule: MemoryRule, N: int = 2, d: int = 4, seed: int = 0, dtype=torch.float64) -> list[torch.Tensor]:
+    """The structure's outer parameters (N, *shape), away from their initial values so that they matter (TTT's LN
+    scale around 1, shift around 0); empty for a structure without any."""
+    g = torch.Generator(device=torch.get_default_device()).manual_seed(10_000 + seed)
+    return [init.to(dtype).expand(N, *init.shape) + 0.5 * torch.randn(N, *init.shape, generator=g, dtype=dtype)
+            for init in rule.structure.init_outer(d, d)]
+
+
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     assert torch.isfinite(b).all(), "the reference diverged on these inputs"
     return ((a - b).abs().max() / (1.0 + b.abs().max())).item()

@@ -43,6 +43,22 @@ def test_titans_params_and_state_by_hand():
     assert c.state == L * (H * 2 * mlp_memory + 3 * 3 * D)  # weights + momentum, conv inputs
 
 
+@pytest.mark.parametrize("preset, depth", [("ttt_linear", 1), ("ttt_mlp", 2)])
+def test_ttt_params_and_state_by_hand(preset, depth):
+    """TTT's inner biases are fast weights (state, with learnable initial values b_0: parameters); the LN's scale and
+    shift are outer parameters only (per head and channel), never state."""
+    model = build_model(preset, SMALL + [f"memory.heads={H}"])
+    hd, hidden = D // H, 4 * (D // H)
+    sizes = [hd] + [hidden] * (depth - 1) + [hd]
+    fast = sum(sizes[i + 1] * (sizes[i] + 1) for i in range(depth))  # W_l (out x in) and b_l (out) per layer
+    ln_affine = 2 * hd  # gamma, beta per head
+    gates = D * H + H  # theta
+    memory_layer = D * 3 * D + 4 * 3 * D + gates + hd + 2 * D * D + H * (fast + ln_affine)
+    c = cost(model, 64)
+    assert c.params == MODEL_COMMON + L * (BLOCK_COMMON + memory_layer)
+    assert c.state == L * (H * fast + 3 * 3 * D)  # the fast weights (no momentum), conv inputs
+
+
 @pytest.mark.parametrize("conv", [0, 4])  # the preset's short convolution over q/k/v, and none
 @pytest.mark.parametrize("window", [0, 16])
 def test_transformer_flops_and_state_by_hand(window, conv):

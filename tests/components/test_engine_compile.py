@@ -2,7 +2,7 @@
 gradients. Compiling costs seconds per rule and chunk length, so a few rules stand for the three paths' kinds:
 an MLP memory with momentum and decay (Titans, stack path), the same with one update per chunk (titans-pytorch's
 rule), the exact linear path (Gated DeltaNet), and a retention with a non-identity link applied at chunk ends
-(Memora's KL)."""
+(Memora's KL); and TTT-MLP's inner biases with the LN's scale and shift (outer parameters)."""
 from __future__ import annotations
 
 import pytest
@@ -11,22 +11,25 @@ import torch
 from components import ComponentError, memory_scan
 from components.engine import MemoryRule
 
-from .helpers import engine_inputs, rel_err
+from .helpers import engine_inputs, engine_outer, rel_err
 
 RULES = {
     "titans": MemoryRule({"name": "mlp", "depth": 2}, "l2", "decay", "momentum"),
     "titans_pytorch": MemoryRule({"name": "mlp", "depth": 2}, "l2", "decay", "chunk_momentum"),
     "gated_deltanet": MemoryRule("linear", "l2", {"name": "decay", "grad_at": "decayed"}, "gd"),
     "memora": MemoryRule("linear", "l2", "kl", "gd"),
+    "ttt_mlp": MemoryRule({"name": "mlp", "depth": 2, "bias": True, "norm_affine": True}, "l2", "none", "ttt_gd"),
 }
 
 
 def _run(rule, compile: bool, checkpoint=None):
     acc, k, v, q, gates = engine_inputs(rule, T=7)
-    leaves = [*acc, k, v, q, *gates.values()]
+    outer = engine_outer(rule)
+    leaves = [*acc, k, v, q, *gates.values(), *outer]
     for t in leaves:
         t.requires_grad_(True)
-    y, s = memory_scan(rule, k, v, q, gates, acc, chunk_size=3, compile=compile, checkpoint=checkpoint)  # 3, 3, 1
+    y, s = memory_scan(rule, k, v, q, gates, acc, chunk_size=3, compile=compile, checkpoint=checkpoint,  # 3, 3, 1
+                       outer=outer)
     loss = y.pow(2).sum() + sum(a.pow(2).sum() for a in s.acc)
     return y.detach(), [a.detach() for a in s.acc], torch.autograd.grad(loss, leaves, allow_unused=True)
 

@@ -8,15 +8,16 @@ import pytest
 import torch
 
 from components import ComponentError, memory_scan
-from components.engine import enumerate_rules
+from components.engine import MemoryRule, enumerate_rules
 from components.engine.execution import exact_parallel_supported
 from components.memory import StackMemory
 
-from .helpers import engine_inputs, rel_err
+from .helpers import engine_inputs, engine_outer, rel_err
 
 # Non-default options worth covering on top of every component's defaults.
 VARIANTS = {
-    "mlp": [{}, {"depth": 1}, {"depth": 3, "residual": False, "activation": "silu"}],
+    "mlp": [{}, {"depth": 1}, {"depth": 3, "residual": False, "activation": "silu"},
+            {"bias": True, "norm_affine": True, "activation": "tanh"}],  # depth 1 (TTT-Linear): test_known_models
     "decay": [{}, {"granularity": "value"}, {"granularity": "key"}, {"grad_at": "decayed"}],
     "huber": [{}, {"delta_mode": "data", "variant": "norm"}, {"delta_mode": "data", "variant": "mixture"}],
     "lp": [{"p": 1.5}, {}],
@@ -40,8 +41,9 @@ PARAMS = pytest.mark.parametrize("rule", RULES, ids=[rule_id(r) for r in RULES])
 def test_engine_equals_reference(rule, read, chunk):
     """chunk 1: the exact recurrence; chunk 3: the mini-batch recurrence, with a partial last chunk."""
     acc, k, v, q, gates = engine_inputs(rule, T=7)
-    y_ref, s_ref = memory_scan(rule, k, v, q, gates, acc, chunk_size=chunk, read=read, path="reference")
-    y, s = memory_scan(rule, k, v, q, gates, acc, chunk_size=chunk, read=read)
+    outer = engine_outer(rule)
+    y_ref, s_ref = memory_scan(rule, k, v, q, gates, acc, chunk_size=chunk, read=read, path="reference", outer=outer)
+    y, s = memory_scan(rule, k, v, q, gates, acc, chunk_size=chunk, read=read, outer=outer)
     assert rel_err(y, y_ref) < 1e-10
     # states pass through non-linear links (|A|^(p-1), softmax): allow their float64 rounding growth
     for a, b in zip(s.acc + s.read, s_ref.acc + s_ref.read):
@@ -84,15 +86,16 @@ def test_exact_flag_is_checked():
 @PARAMS
 def test_two_calls_with_carried_state_equal_one_call(rule):
     acc, k, v, q, gates = engine_inputs(rule, T=8)
-    y, _ = memory_scan(rule, k, v, q, gates, acc, chunk_size=3)
+    outer = engine_outer(rule)
+    y, _ = memory_scan(rule, k, v, q, gates, acc, chunk_size=3, outer=outer)
     steps = rule.algorithm.steps_per_token()
     cut = 5  # inside a chunk: the state carries the chunk offset and its gradient point
     part = lambda x, sl, s=1: x[:, sl.start * s : (sl.stop * s if sl.stop else None)]  # noqa: E731
     first, rest = slice(0, cut), slice(cut, None)
     y1, state = memory_scan(rule, part(k, first, steps), part(v, first, steps), part(q, first),
-                            {n: part(g, first) for n, g in gates.items()}, acc, chunk_size=3)
+                            {n: part(g, first) for n, g in gates.items()}, acc, chunk_size=3, outer=outer)
     y2, _ = memory_scan(rule, part(k, rest, steps), part(v, rest, steps), part(q, rest),
-                        {n: part(g, rest) for n, g in gates.items()}, state, chunk_size=3)
+                        {n: part(g, rest) for n, g in gates.items()}, state, chunk_size=3, outer=outer)
     assert rel_err(torch.cat([y1, y2], dim=1), y) < 1e-10
 
 
@@ -103,8 +106,9 @@ STACK_RULES = [r for r in RULES if r.structure.name in ("mlp", "linear") and "ch
 @pytest.mark.parametrize("rule", STACK_RULES[::3], ids=rule_id)
 def test_stack_path_equals_generic_torch_func_path(rule):
     acc, k, v, q, gates = engine_inputs(rule, T=8)
-    y, _ = memory_scan(rule, k, v, q, gates, acc, chunk_size=3, path="stack")
-    y_func, _ = memory_scan(rule, k, v, q, gates, acc, chunk_size=3, path="func")
+    outer = engine_outer(rule)
+    y, _ = memory_scan(rule, k, v, q, gates, acc, chunk_size=3, path="stack", outer=outer)
+    y_func, _ = memory_scan(rule, k, v, q, gates, acc, chunk_size=3, path="func", outer=outer)
     assert rel_err(y, y_func) < 1e-10
 
 
@@ -125,10 +129,11 @@ def test_checkpointed_segments_give_the_same_outputs_state_and_gradients(rule):
     results = {}
     for checkpoint in (None, 2, "auto"):
         acc, k, v, q, gates = engine_inputs(rule, T=7)
-        leaves = [*acc, k, v, q, *gates.values()]
+        outer = engine_outer(rule)
+        leaves = [*acc, k, v, q, *gates.values(), *outer]
         for t in leaves:
             t.requires_grad_(True)
-        y, s = memory_scan(rule, k, v, q, gates, acc, chunk_size=2, checkpoint=checkpoint)  # 4 chunks
+        y, s = memory_scan(rule, k, v, q, gates, acc, chunk_size=2, checkpoint=checkpoint, outer=outer)  # 4 chunks
         loss = y.pow(2).sum() + sum(a.pow(2).sum() for a in s.acc)
         results[checkpoint] = (y.detach(), torch.autograd.grad(loss, leaves, allow_unused=True))
     y0, g0 = results[None]
@@ -144,3 +149,17 @@ def test_checkpoint_setting_is_checked():
     acc, k, v, q, gates = engine_inputs(rule)
     with pytest.raises(ComponentError, match="checkpoint must be null, 'auto' or a number of chunks"):
         memory_scan(rule, k, v, q, gates, acc, checkpoint="sqrt")
+
+
+def test_outer_parameters_are_checked():
+    """The LN's scale and shift belong to the residual's LN; outer parameters must have the declared shapes."""
+    with pytest.raises(ComponentError, match="norm_affine .* needs residual: true"):
+        MemoryRule({"name": "mlp", "residual": False, "norm_affine": True}, "l2")
+    rule = MemoryRule({"name": "mlp", "depth": 1, "bias": True, "norm_affine": True}, "l2", "none", "ttt_gd")
+    acc, k, v, q, gates = engine_inputs(rule, T=4)
+    with pytest.raises(ComponentError, match=r"outer parameters of shapes \[\(2, 4\), \(2, 4\)\]"):
+        memory_scan(rule, k, v, q, gates, acc, outer=[torch.ones(4), torch.zeros(4)])
+    # omitted, they take their initial values (gamma = 1, beta = 0)
+    y, _ = memory_scan(rule, k, v, q, gates, acc)
+    y1, _ = memory_scan(rule, k, v, q, gates, acc, outer=[torch.ones(2, 4, dtype=k.dtype), torch.zeros(2, 4, dtype=k.dtype)])
+    assert torch.equal(y, y1)

@@ -14,7 +14,7 @@ from components import ComponentError, MemoryRule, memory_scan
 from components.engine.execution import auto_chunked_path as auto_path
 from components.engine.fused_stack import fused_supported
 
-from .helpers import engine_inputs, rel_err
+from .helpers import engine_inputs, engine_outer, rel_err
 from .test_engine_equivalence import RULES, rule_id
 
 FUSED_RULES = [r for r in RULES if fused_supported(r)]
@@ -22,10 +22,11 @@ FUSED_RULES = [r for r in RULES if fused_supported(r)]
 
 def run(rule, path, read="after", chunk=3, T=7, final_state_loss=True, seed=0):
     acc, k, v, q, gates = engine_inputs(rule, T=T, seed=seed)
-    leaves = [*acc, k, v, q, *gates.values()]
+    outer = engine_outer(rule, seed=seed)
+    leaves = [*acc, k, v, q, *gates.values(), *outer]
     for t in leaves:
         t.requires_grad_(True)
-    y, s = memory_scan(rule, k, v, q, gates, acc, chunk_size=chunk, read=read, path=path)
+    y, s = memory_scan(rule, k, v, q, gates, acc, chunk_size=chunk, read=read, path=path, outer=outer)
     loss = (y * torch.linspace(-1, 1, y.shape[-1], dtype=y.dtype)).pow(2).sum()
     if final_state_loss:  # gradients into the last chunk's new weights and momentum as well
         loss = loss + sum((a * a.detach().sin()).sum() for a in s.acc + (s.momentum or []))

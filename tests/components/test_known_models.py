@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from components import MemoryRule, memory_scan
+from components.engine import Execution
 
 from .helpers import engine_inputs, rel_err
 
@@ -235,13 +236,16 @@ def test_yaad_huber_mixture_on_a_deep_memory_equals_an_autograd_loop(channel_wis
 def test_ttt_mini_batch_gd_with_position_scaled_steps(preset, split):
     """TTT (Sun et al. 2024, the dual form): in each mini-batch b (the chunk) every gradient is taken at its start
     weights W_b, token i (from 1) of the mini-batch steps with theta / i, and reads W_b - sum_{j<=t} theta_j/i_j
-    grad_j; written here with autograd on f(x) = x + LN(f_res(x)). Streaming split inside a mini-batch too."""
+    grad_j; written here with autograd on f(x) = x + LN(f_res(x)), the preset's memory without its inner biases and LN
+    scale and shift (the next test has them). Streaming split inside a mini-batch too."""
     import torch.nn.functional as F
 
     from components.models import resolve_spec
 
     spec = resolve_spec(preset).memory
-    rule, C = spec.rule(), 4
+    full, C = spec.rule(), 4
+    plain = {"name": full.structure.name, **full.structure.opts, "bias": False, "norm_affine": False}
+    rule = MemoryRule(plain, full.bias, full.retention, full.algorithm)
     acc, k, v, q, g = engine_inputs(rule, T=11, d=6)
     if split is None:
         y, _ = memory_scan(rule, k, v, q, g, acc, chunk_size=C)
@@ -273,3 +277,99 @@ def test_ttt_mini_batch_gd_with_position_scaled_steps(preset, split):
             ys.append(f(Wt, q[:, t : t + 1]))
         W = Wt
     assert rel_err(y, torch.cat(ys, dim=1)) < 1e-12
+
+
+@pytest.mark.parametrize("preset", ["ttt_linear", "ttt_mlp"])
+@pytest.mark.parametrize("split", [None, 5])
+def test_ttt_inner_biases_and_ln_scale_and_shift_equal_a_plain_autograd_loop(preset, split):
+    """TTT's f(x) = x + gamma * LN(f_res(x)) + beta with affine inner layers W x + b (Sun et al. 2024): the biases are
+    fast weights updated by the same mini-batch steps as W (theta / i at position i of the mini-batch, every gradient at
+    the mini-batch's start weights), gamma and beta are outer parameters the inner steps never touch. Written here as a
+    plain autograd loop over separate W_l, b_l, float64, with a stream split inside a mini-batch; outputs, the final
+    fast weights and the outer gradients of W_0, b_0, gamma and beta all agree with the engine's default path."""
+    import torch.nn.functional as F
+
+    from components.engine import plan
+    from components.models import resolve_spec
+
+    from .helpers import engine_outer
+
+    spec = resolve_spec(preset).memory
+    rule, C, d = spec.rule(), 4, 6
+    assert rule.structure.has_bias and rule.structure.has_norm_affine
+    acc, k, v, q, g = engine_inputs(rule, T=11, d=d)
+    gamma, beta = engine_outer(rule, N=k.shape[0], d=d)  # away from (1, 0), so that they matter
+    assert plan(rule, Execution()).path == "fused"
+    # the engine stores layer l's bias as the last column of its weights: [W_l | b_l]
+    W0 = [a[..., :-1].clone().requires_grad_(True) for a in acc]
+    b0 = [a[..., -1].clone().requires_grad_(True) for a in acc]
+    gamma, beta = gamma.clone().requires_grad_(True), beta.clone().requires_grad_(True)
+    leaves = [*W0, *b0, gamma, beta]
+
+    def engine():
+        init = [torch.cat([w, b[..., None]], dim=-1) for w, b in zip(W0, b0)]
+        if split is None:
+            y, state = memory_scan(rule, k, v, q, g, init, chunk_size=C, outer=[gamma, beta])
+            return y, state
+        first = {n: x[:, :split] for n, x in g.items()}
+        rest = {n: x[:, split:] for n, x in g.items()}
+        y1, state = memory_scan(rule, k[:, :split], v[:, :split], q[:, :split], first, init, chunk_size=C,
+                                outer=[gamma, beta])
+        y2, state = memory_scan(rule, k[:, split:], v[:, split:], q[:, split:], rest, state, chunk_size=C,
+                                outer=[gamma, beta])
+        return torch.cat([y1, y2], dim=1), state
+
+    def f(W, b, x):  # x: (N, 1, d); W_l: (N, out, in); b_l: (N, out)
+        h = x
+        for i, (w, bi) in enumerate(zip(W, b)):
+            h = torch.einsum("ntj,nij->nti", h, w) + bi[:, None]
+            if i < len(W) - 1:
+                h = F.gelu(h)
+        mu = h.mean(-1, keepdim=True)
+        var = (h - mu).pow(2).mean(-1, keepdim=True)
+        return x + gamma[:, None] * (h - mu) / torch.sqrt(var + 1e-5) + beta[:, None]
+
+    def textbook():
+        W, b, ys = list(W0), list(b0), []
+        for start in range(0, k.shape[1], C):
+            Wb, bb, steps = W, b, []
+            for t in range(start, min(start + C, k.shape[1])):
+                loss = 0.5 * (f(Wb, bb, k[:, t : t + 1]) - v[:, t : t + 1]).pow(2).sum()
+                grads = torch.autograd.grad(loss, [*Wb, *bb], create_graph=True)  # differentiable: outer grads below
+                theta = g["lr"][:, t] / (t - start + 1)
+                steps.append([theta.view(-1, *[1] * (gr.dim() - 1)) * gr for gr in grads])
+                new = [p - sum(s[i] for s in steps) for i, p in enumerate([*Wb, *bb])]
+                W, b = new[: len(Wb)], new[len(Wb):]
+                ys.append(f(W, b, q[:, t : t + 1]))
+        return torch.cat(ys, dim=1), W, b
+
+    y, state = engine()
+    y_ref, W_ref, b_ref = textbook()
+    errs = [rel_err(y, y_ref)]
+    errs += [rel_err(a[..., :-1], w) for a, w in zip(state.acc, W_ref)]
+    errs += [rel_err(a[..., -1], bb) for a, bb in zip(state.acc, b_ref)]
+    assert max(errs) < 1e-12, errs
+    # outer gradients: the initial fast weights (W_0, b_0) and the LN's scale and shift
+    weight = torch.linspace(-1, 1, d, dtype=y.dtype)
+    grads = torch.autograd.grad((y * weight).pow(2).sum(), leaves)
+    grads_ref = torch.autograd.grad((y_ref * weight).pow(2).sum(), leaves)
+    for a, r in zip(grads, grads_ref):
+        assert r.abs().max() > 1e-3 and rel_err(a, r) < 1e-10, rel_err(a, r)
+
+
+def test_ttt_layer_trains_its_ln_scale_and_shift_and_initial_biases():
+    """In the layer, gamma and beta are parameters per head and channel (init 1 and 0) that the outer loss trains; the
+    initial biases b_0 (zero at init) are the last columns of the learnable initial weights."""
+    from components.layers import MemoryLayer
+    from components.models import resolve_spec
+
+    rule = resolve_spec("ttt_mlp").memory.rule()
+    layer = MemoryLayer(8, rule, heads=2, chunk_size=4)
+    gamma, beta = layer.outer
+    assert gamma.shape == beta.shape == (2, 4) and torch.equal(gamma, torch.ones(2, 4)) and not beta.any()
+    assert all(not p[..., -1].any() for p in layer.init_acc)
+    y, _ = layer(torch.randn(2, 10, 8))
+    y.pow(2).mean().backward()
+    for name, p in layer.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    assert all(p.grad[..., -1].abs().sum() > 0 for p in layer.init_acc)

@@ -124,10 +124,13 @@ def test_enqueued_preset_reproduces_the_preset_architecture(name, preset):
 
 def test_enqueue_maps_preset_layer_keys_onto_the_space():
     space = SearchSpace.from_dict(with_memory(chunk_size={"categorical": [8, 16]}, heads=2,
-                                              structure={"choice": {"linear": {}, "mlp": {"depth": {"int": [1, 2]}}}},
+                                              structure={"choice": {"linear": {}, "mlp": {"depth": {"int": [1, 2]},
+                                                                                          "bias": True,
+                                                                                          "norm_affine": True}}},
                                               bias={"choice": ["l2", "dot"]},
                                               algorithm={"choice": ["gd", "ttt_gd"]}))
-    params = space.enqueue_params("ttt_linear")  # mlp depth 1, chunk_size 16 in its file; expansion 4 = default
+    # mlp depth 1, chunk_size 16 in its file; expansion 4 = default; its fixed inner biases and LN affine fit the space's
+    params = space.enqueue_params("ttt_linear")
     assert params == {"memory.chunk_size": 16, "memory.structure": "mlp", "memory.structure.mlp.depth": 1,
                       "memory.bias": "l2", "memory.algorithm": "ttt_gd"}
     params = space.enqueue_params("deltanet")  # sets no chunk_size: the sampler picks it
