@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job: installs what it needs into ./.venv, then runs a small architecture search on this machine
-# (the `quick` space: 8 trials, 2 local workers, each trial trains a tiny memory model on byte-level language
-# modelling and associative recall), prints the best architectures and how to open them in the MLflow UI.
+# (the `quick` space: 8 trials, 2 local workers, each trial trains a small memory model on byte-level language
+# modelling and associative recall; about 4 minutes on 2 cores), prints the best architectures and how to open them in the MLflow UI.
 # Extra arguments are passed to `mirasweep sweep` (e.g. sweep.n_trials=16 search_space=delta_family).
 set -euo pipefail
 cd "$(dirname "$0")/.."

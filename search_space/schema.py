@@ -81,7 +81,7 @@ Forbid
 Validation happens when a space is loaded, before anything runs; the first problem raises one
 `components.options.ComponentError` naming the YAML path and what is allowed, e.g.
 ``search_space 'quick': model.memory.structure.choice.mlp.depht: unknown option 'depht' (did you mean
-'depth'?); options of structure 'mlp': depth, expansion, activation, residual``.
+'depth'?); options of structure 'mlp': depth, expansion, activation, residual, bias, norm_affine``.
 """
 from __future__ import annotations
 

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
 from components.engine import AXES
 from components.options import ComponentError
+
+from .console import table_console
 
 
 def _describe_all() -> dict:
@@ -21,10 +24,9 @@ def _describe_all() -> dict:
 
 
 def _print_components(axes: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = table_console()
     for axis, info in axes.items():
         table = Table(title=f"{axis} — {info['what']}", title_justify="left", show_lines=False)
         table.add_column("name", style="bold cyan", no_wrap=True)
@@ -74,7 +76,6 @@ def model_card(name: str, overrides: list[str]) -> dict:
 
 
 def _print_card(card: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     spec = card["spec"]
@@ -99,7 +100,7 @@ def _print_card(card: dict) -> None:
         table.add_row(f"forward FLOPs/token @ {L}", f"{card['flops_per_token'][str(L)] / 1e6:,.2f} M")
     paths = card["engine_path"]
     table.add_row("engine path", f"cpu: {paths['cpu']}, cuda: {paths['cuda']} (fp32/bf16)")
-    Console().print(table)
+    table_console().print(table)
 
 
 def _emit(data: dict, as_json: bool, printer) -> int:
@@ -175,6 +176,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                       "resume it (after a crash or scancel): the same sweep command again")
         return 0
     _print_report(table, ctx)
+    _print_spread(ctx)
     if ctx.get("lost_workers"):
         console.print("[yellow]some workers ended before the sweep did:[/yellow]\n  " + "\n  ".join(ctx["lost_workers"]))
     if ctx.get("requeued"):
@@ -193,7 +195,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def _dry_run(config: dict, choices: dict) -> int:
     """Everything the real sweep validates (space, feasibility, sampler, pruner, launcher, storage, tracking, trial
     count), then the space's size and a few samples; creates nothing."""
-    from rich.console import Console
 
     from search_space import SearchSpace
 
@@ -201,9 +202,9 @@ def _dry_run(config: dict, choices: dict) -> int:
 
     space_data, ctx = prepare(config, choices)
     space = SearchSpace.from_dict(space_data.to_dict(), name=ctx["space_name"])
-    console = Console()
+    console = table_console()
     console.print(f"search space '{space.name}': {space.size()}")
-    console.print(space.feasibility(seed=ctx["seed"]))
+    console.print(str(space.feasibility(seed=ctx["seed"])))
     for i, plan in enumerate(space.sample(3, seed=ctx["seed"])):
         reason = space.check(plan)
         console.print(f"sample {i}: {plan.params}" + (f"  -> rejected: {reason}" if reason else ""))
@@ -215,7 +216,7 @@ def _dry_run(config: dict, choices: dict) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     import optuna
 
-    from .report import axis_summary, preset_rows, rows, versus_presets, write_csv
+    from .report import axis_summary, preset_rows, rows, spread, versus_presets, write_csv
     from .study import open_storage
     from .sweep import load_context
 
@@ -227,6 +228,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.csv:
         write_csv(table, Path(args.csv))
     _print_report(table, ctx)
+    _print_rows(spread(study, names), "what the search covered (completed trials)")
     _print_axes(axis_summary(study, names))
     # the known models that ran as seed points: did the sweep find anything better than them?
     _print_rows(preset_rows(study, names), "known models (presets) in this sweep")
@@ -255,16 +257,21 @@ def cmd_ui(args: argparse.Namespace) -> int:
         return 0
 
 
+def _print_spread(ctx: dict) -> None:
+    """What the search covered (best, median, worst per objective) and the known models it ran."""
+    import optuna
+
+    from .report import preset_rows, spread
+    from .study import open_storage
+
+    study = optuna.load_study(study_name=ctx["study_name"], storage=open_storage(ctx["storage"]))
+    names = [m["metric"] for m in ctx["space"]["objectives"]]
+    _print_rows(spread(study, names), "what the search covered (completed trials)")
+    _print_rows(preset_rows(study, names), "known models (presets) in this sweep")
+
+
 def _print_axes(summary: list[dict]) -> None:
     _print_rows(summary, "per-axis summary: which choices win (completed trials)")
-
-
-def _table_console():
-    """Rich's console for result tables: a terminal's width, else (a log, a pipe) wide enough that no header or value
-    is cut to '…' at rich's default of 80 columns."""
-    from rich.console import Console
-
-    return Console() if sys.stdout.isatty() else Console(width=240)
 
 
 def _print_rows(table: list[dict], title: str) -> None:
@@ -277,13 +284,13 @@ def _print_rows(table: list[dict], title: str) -> None:
         out.add_column(key, no_wrap=key in ("axis", "choice", "preset", "architecture"))
     for row in table:
         out.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()))
-    _table_console().print(out)
+    table_console().print(out)
 
 
 def _print_report(table: list[dict], ctx: dict) -> None:
     from rich.table import Table
 
-    console = _table_console()
+    console = table_console()
     title = "best architectures (Pareto set)" if len(ctx["space"]["objectives"]) > 1 else "best architectures"
     out = Table(title=f"{title} — sweep {ctx['study_name']}", title_justify="left")
     shown = [k for k in (table[0] if table else {"trial": 0}) if k not in ("mlflow_run_id", "preset")]
@@ -299,7 +306,6 @@ def _print_report(table: list[dict], ctx: dict) -> None:
 
 
 def _print_metrics(metrics: dict, config: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     from .tracking import default_uri
@@ -310,7 +316,7 @@ def _print_metrics(metrics: dict, config: dict) -> None:
     for key in sorted(metrics):
         value = metrics[key]
         table.add_row(key, f"{value:,.4g}" if isinstance(value, float) else f"{value:,}")
-    console = Console()
+    console = table_console()
     console.print(table)
     uri = (config.get("tracking") or {}).get("uri") or default_uri()
     console.print(f"Browse it: mlflow ui --backend-store-uri {uri} --host 127.0.0.1  (then open http://127.0.0.1:5000)")
@@ -401,7 +407,13 @@ INTERRUPTED = 3  # stopped by SIGINT/SIGTERM after checkpointing (as `mirasweep 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if rest and hasattr(args, "overrides") and all("=" in a and not a.startswith("-") for a in rest):
+        args.overrides += rest  # overrides after a flag (`sweep --dry-run sweep.n_trials=4`) are overrides too
+    elif rest:
+        parser.parse_args(argv)  # argparse's own message and exit status 2
+    # MLflow announces every new SQLite store ("Creating initial MLflow database tables..."): noise for a user
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     if args.command == "space" and args.action == "new" and not args.name:
         parser.error("space new needs a NAME, e.g. mirasweep space new my_space")
     try:

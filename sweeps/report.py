@@ -190,3 +190,21 @@ def presets_markdown(study: optuna.Study, metrics: list[str], top: int = 10) -> 
     return ("\n## Known models (presets) in this sweep\n\n" + markdown(table) +
             "\n## Best architectures against the best preset per objective\n\n" +
             (markdown(versus) if versus else "(no preset trial completed)\n"))
+
+
+def spread(study: optuna.Study, metrics: list[str]) -> list[dict]:
+    """Per objective, over the completed trials: the worst, median and best value and which architecture got the
+    extremes; the range a search covered, which the Pareto set alone hides."""
+    import statistics
+
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    out = []
+    for i, (metric, direction) in enumerate(zip(metrics, study.directions)):
+        if not done:
+            break
+        ranked = sorted(done, key=lambda t: t.values[i], reverse=direction == optuna.study.StudyDirection.MAXIMIZE)
+        name = lambda t: t.user_attrs.get("architecture", "?")  # noqa: E731
+        out.append({"objective": metric, "trials": len(done), "best": ranked[0].values[i], "best architecture":
+                    name(ranked[0]), "median": statistics.median(t.values[i] for t in done), "worst": ranked[-1].values[i],
+                    "worst architecture": name(ranked[-1])})
+    return out

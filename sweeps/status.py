@@ -74,10 +74,11 @@ def collect(ctx: dict[str, Any]) -> dict[str, Any]:
 
 
 def render(info: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from .console import table_console
+
+    console = table_console()
     s = info["states"]
     console.print(f"[bold]sweep {info['sweep']}[/bold] ({info['dir']}): {info['counted']} of {info['target']} trials "
                   f"counted — {s.get('complete', 0)} complete, {s.get('running', 0)} running, {s.get('pruned', 0)} "

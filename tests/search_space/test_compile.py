@@ -44,8 +44,14 @@ def test_shipped_space_compiles_and_every_plan_passes_or_has_a_reason(name):
             assert isinstance(reason, str) and reason
 
 
+def quick_with_lr() -> SearchSpace:
+    """The quick space with its learning rate searched (it ships fixed)."""
+    data = load_space("quick").to_dict()
+    return SearchSpace.from_dict({**data, "train": {"lr": {"float": [1.0e-3, 1.0e-2], "log": True}}})
+
+
 def test_conditional_parameters_exist_only_under_their_parent():
-    space = load_space("quick")
+    space = quick_with_lr()
     seen = set()
     for _, plan in ask(space, 40, seed=1):
         structure = plan.params["memory.structure"]
@@ -55,7 +61,7 @@ def test_conditional_parameters_exist_only_under_their_parent():
         if structure == "mlp":
             depth = plan.params["memory.structure.mlp.depth"]
             assert plan.model["memory"]["structure"] == {"name": "mlp", "depth": depth, "expansion": 2.0}
-        assert plan.values["dim"] == 32 and "dim" not in plan.params  # fixed values are not parameters
+        assert plan.values["dim"] == 64 and "dim" not in plan.params  # fixed values are not parameters
         assert set(plan.train) == {"lr"} and plan.params["train.lr"] == plan.train["lr"]
     assert seen == {"linear", "mlp"}
 
@@ -174,7 +180,7 @@ def test_trial_settings_merge_budget_and_plan():
     from components.training import TrainConfig
     from components.tasks import TASKS
 
-    space = load_space("quick")
+    space = quick_with_lr()
     (_, plan), = ask(space, 1)
     settings = space.trial_settings(plan)
     assert list(settings) == ["lm", "mqar"]

@@ -15,7 +15,7 @@ def model(**keys) -> dict:
 def test_unknown_option_names_the_path_the_closest_option_and_all_options():
     msg = error(with_memory(structure={"choice": {"linear": {}, "mlp": {"depht": {"int": [1, 2]}}}}))
     assert msg == ("search_space 't': model.memory.structure.choice.mlp.depht: unknown option 'depht' (did you mean "
-                   "'depth'?); options of structure 'mlp': depth, expansion, activation, residual")
+                   "'depth'?); options of structure 'mlp': depth, expansion, activation, residual, bias, norm_affine")
     msg = error(model(backbone={"choice": {"memory": {}, "mac": {"segmnt": 16}}}))
     assert msg.startswith("search_space 't': model.backbone.choice.mac.segmnt: unknown option 'segmnt' (did you mean "
                           "'segment'?); options of backbone 'mac': segment, persistent")

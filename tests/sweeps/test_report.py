@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from sweeps.report import (describe, pareto_trials, preset_rows, presets_markdown, rows, tag_best,
+from sweeps.report import (describe, pareto_trials, preset_rows, presets_markdown, rows, spread, tag_best,
                            versus_presets)
 
 METRICS = ["val/bpb", "recall/mqar"]
@@ -176,3 +176,14 @@ def test_report_command_prints_the_preset_comparison(tmp_path):
     assert "known models (presets) in this sweep" in out.stdout and "gla" in out.stdout
     assert "best architectures against the best preset per objective" in out.stdout
     assert "better than titans by 0.3 (16.7%)" in out.stdout and "worse than titans by 0.1 (5.6%)" in out.stdout
+
+
+def test_spread_gives_each_objectives_best_median_and_worst_in_its_own_direction():
+    study = make_study(["minimize", "maximize"], [([3.7, 0.96], {}), ([3.9, 0.01], {}), (None, {}),
+                                                  ([3.8, 0.99], {}), ([4.0, 0.5], {})])
+    bpb, recall = spread(study, METRICS)
+    assert (bpb["best"], bpb["best architecture"], bpb["worst"], bpb["worst architecture"]) == (3.7, "arch0", 4.0, "arch4")
+    assert (recall["best"], recall["best architecture"], recall["worst"], recall["worst architecture"]) == \
+        (0.99, "arch3", 0.01, "arch1")
+    assert bpb["trials"] == 4 and bpb["median"] == pytest.approx(3.85) and recall["median"] == pytest.approx(0.73)
+    assert spread(make_study(["minimize", "maximize"], [(None, {})]), METRICS) == []

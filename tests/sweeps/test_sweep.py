@@ -18,6 +18,7 @@ from sweeps.sweep import load_context, run_sweep
 from sweeps.train.compose import compose
 
 FAST = ["sweep.heartbeat_s=1", "sweep.grace_s=3", "sweep.min_completed=100", "search_space.budget.rungs=[10,20]",
+        "search_space.model.dim=32", "search_space.budget.tasks.mqar.train.batch_size=16",  # tests: a smaller quick
         *(f"search_space.budget.tasks.{t}.train.{k}={v}" for t in ("lm", "mqar")
           for k, v in (("steps", 20), ("eval_every", 10), ("checkpoint_every", 10)))]
 
