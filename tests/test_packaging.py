@@ -18,7 +18,8 @@ def test_the_package_list_is_the_source_tree():
     listed = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
     found = sorted(".".join(p.parent.relative_to(ROOT).parts) for layer in ("components", "search_space", "sweeps")
                    for p in (ROOT / layer).rglob("__init__.py"))
-    assert sorted(listed) == sorted(found + ["mirasweep_conf"])
+    groups = [f"mirasweep_conf.{d.name}" for d in (ROOT / "conf").iterdir() if d.is_dir() and any(d.glob("*.yaml"))]
+    assert sorted(listed) == sorted(found + ["mirasweep_conf"] + groups)
 
 
 @pytest.fixture(scope="module")
