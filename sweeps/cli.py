@@ -237,18 +237,27 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    """The MLflow UI on a sweep's store, on 127.0.0.1 unless --host says otherwise; runs until interrupted."""
+    """The MLflow UI on a sweep's store, on 127.0.0.1 unless --host says otherwise; runs until interrupted. The URL it
+    prints opens the trials' runs table with the architecture, objective and cost columns (a saved view the command
+    writes to the experiment: MLflow's URL cannot name columns)."""
     import subprocess
 
     from mlflow.tracking import MlflowClient
 
+    from search_space import SearchSpace
+
     from .sweep import load_context
+    from .tracking.mlflow_view import objective_metrics, runs_url, save_view, view_state
 
     ctx = load_context(args.sweep)
-    exp = MlflowClient(ctx["tracking_uri"]).get_experiment_by_name(ctx["experiment"])
-    # MLflow 3 opens experiments in its GenAI view; the runs table is the machine-learning workflow
-    path = f"#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning" if exp else ""
-    print(f"MLflow UI for sweep '{ctx['study_name']}': http://{args.host}:{args.port}/{path}", flush=True)
+    client = MlflowClient(ctx["tracking_uri"])
+    exp = client.get_experiment_by_name(ctx["experiment"])
+    url = f"http://{args.host}:{args.port}/"
+    if exp:
+        space = SearchSpace.from_dict(ctx["space"], name=ctx["space_name"])
+        key = save_view(client, exp.experiment_id, view_state(objective_metrics(space)))
+        url = runs_url(url, exp.experiment_id, key)
+    print(f"MLflow UI for sweep '{ctx['study_name']}': {url}", flush=True)
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", ctx["tracking_uri"],
            "--host", args.host, "--port", str(args.port)]
     try:

@@ -67,7 +67,9 @@ class TrialRunner:
         spec = None if reason else resolve_spec(plan.model)
         name = spec.name if spec else "rejected"
         trial.set_user_attr("architecture", name)
-        run_id = self.tracker.start(name, tags={"trial": number, "state": "RUNNING", "sweep": self.ctx["study_name"]},
+        preset = trial.user_attrs.get("preset")  # a seed point: the known model (enqueue) it is
+        run_id = self.tracker.start(name, tags={"trial": number, "state": "RUNNING", "sweep": self.ctx["study_name"],
+                                                **({"preset": preset} if preset else {})},
                                     parent_run_id=self.ctx["parent_run_id"])
         trial.set_user_attr("mlflow_run_id", run_id)
         self.tracker.log_params({"trial": dict(plan.params), **({"model": spec.to_dict()} if spec else {})})

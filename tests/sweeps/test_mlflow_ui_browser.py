@@ -196,15 +196,26 @@ def _assert_same_number(shown: str, stored: float) -> None:
     assert abs(value - stored) <= tolerance + 1e-12, (shown, stored)
 
 
-def test_sweep_runs_trial_metrics_and_pareto_plot_in_the_mlflow_ui(tmp_path):
+@pytest.fixture(scope="module")
+def finished_sweep(tmp_path_factory):
+    """A finished 3-trial debug sweep of the quick space (its first trial the deltanet preset), shared by the tests
+    here: (report table, sweep context)."""
+    _require_browser()
+    root = tmp_path_factory.mktemp("browser-sweep")
+    with pytest.MonkeyPatch.context() as mp:  # the per-test cache fixture is not set up yet for a module fixture
+        mp.setenv("MIRASWEEP_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        config, choices = sweep_config(root, "launcher=debug", "sweep.n_trials=3")
+        return run_sweep(config, choices)
+
+
+def test_sweep_runs_trial_metrics_and_pareto_plot_in_the_mlflow_ui(tmp_path, finished_sweep):
     _require_browser()
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
     from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    config, choices = sweep_config(tmp_path, "launcher=debug", "sweep.n_trials=3")
-    table, ctx = run_sweep(config, choices)
+    table, ctx = finished_sweep
     study = load(ctx)
     client = MlflowClient(ctx["tracking_uri"])
     trials = [t for t in study.get_trials() if "mlflow_run_id" in t.user_attrs]
@@ -277,3 +288,89 @@ def test_sweep_runs_trial_metrics_and_pareto_plot_in_the_mlflow_ui(tmp_path):
         assert listed(driver) == best
         _close_assistant(driver)
         _screenshot(driver, shots / "04_runs_filtered_best.png")
+
+
+@contextlib.contextmanager
+def mirasweep_ui(sweep_dir: str, log: Path):
+    """`mirasweep ui SWEEP_DIR` (this checkout's, not an installed script's) on a free loopback port; yields the URL
+    it prints once the server answers."""
+    port = _free_port()
+    cmd = [sys.executable, "-m", "sweeps.cli", "ui", sweep_dir, "--port", str(port)]
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+    try:
+        _wait_http(f"http://127.0.0.1:{port}", proc, log)
+        printed = re.search(r"MLflow UI for sweep '[^']*': (\S+)", log.read_text())
+        assert printed, log.read_text()[-3000:]
+        yield printed.group(1), port
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def test_mirasweep_ui_url_opens_trials_with_architecture_objective_and_cost_columns(tmp_path, finished_sweep):
+    """The URL `mirasweep ui` prints opens the runs table on the trials alone, sorted by the first objective, with
+    the architecture, preset, every objective and the cost columns on screen: nothing picked from "Columns", nothing
+    clicked (a fresh browser profile: no column choice remembered from before)."""
+    _require_browser()
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from sweeps.tracking.mlflow_view import SHARED_VIEW_TAG, VIEW_KEY
+
+    _, ctx = finished_sweep
+    client = MlflowClient(ctx["tracking_uri"])
+    experiment = client.get_run(ctx["parent_run_id"]).info.experiment_id
+    objectives = [(o["metric"], o["direction"]) for o in ctx["space"]["objectives"]]
+    assert [m for m, _ in objectives] == ["val/bpb", "recall/mqar"]  # the quick space: each its task's only producer
+    trials = client.search_runs([experiment], "tags.state IS NOT NULL", max_results=100)
+    assert len(trials) == 3 and "deltanet" in {r.data.tags.get("preset") for r in trials}  # trial runs say their preset
+    log = tmp_path / "mirasweep-ui.log"
+
+    with mirasweep_ui(ctx["sweep_dir"], log) as (url, port), chromium(tmp_path / "profile", _shots_dir()) as driver:
+        assert url == (f"http://127.0.0.1:{port}/#/experiments/{experiment}/runs"
+                       f"?workflowType=machine_learning&viewStateShareKey={VIEW_KEY}")
+        assert SHARED_VIEW_TAG + VIEW_KEY in client.get_experiment(experiment).tags
+        driver.get(url)
+        wait = WebDriverWait(driver, WAIT_S)
+
+        def on_screen(d, header: str, column: str):
+            """The column's header cell, when it shows `header` inside the table's visible width."""
+            for cell in d.find_elements(By.XPATH, f"//div[contains(@class, 'ag-header-cell')][@col-id='{column}']"):
+                if cell.is_displayed() and cell.text.strip() == header and d.execute_script(
+                        "const r = arguments[0].getBoundingClientRect(), v = arguments[0].closest("
+                        "'.ag-header-viewport').getBoundingClientRect();"
+                        "return r.width > 0 && r.left >= v.left - 1 && r.right <= v.right + 1;", cell):
+                    return cell
+            return None
+
+        wanted = {"architecture": "tags.`architecture`", "preset": "tags.`preset`",
+                  **{m: f"metrics.`{m}`" for m, _ in objectives}, "cost/params": "metrics.`cost/params`"}
+        for header, column in wanted.items():
+            wait.until(lambda d: on_screen(d, header, column), f"column {header!r} is not on screen")
+        shown = {h.text.strip() for h in driver.find_elements(By.CSS_SELECTOR, ".ag-header-cell") if h.is_displayed()}
+        assert {"Source", "Models", "Dataset"}.isdisjoint(shown), shown  # MLflow's default columns, replaced
+
+        # the trials alone (no parent, no per-task runs), sorted by the first objective in its direction
+        first, direction = objectives[0]
+        done = [r for r in trials if first in r.data.metrics]
+        expected = [r.info.run_id for r in sorted(done, key=lambda r: r.data.metrics[first],
+                                                    reverse=direction == "maximize")]
+
+        def listed(d) -> list[str]:  # run ids by row position, from the Run Name links
+            rows = d.find_elements(By.XPATH, "//div[contains(@class, 'ag-pinned-left-cols-container')]"
+                                             "/div[@role='row'][.//a[contains(@href, '/runs/')]]")
+            ordered = sorted(rows, key=lambda row: int(row.get_attribute("row-index")))
+            return [row.find_element(By.XPATH, ".//a[contains(@href, '/runs/')]").get_attribute("href")
+                    .rsplit("/", 1)[-1] for row in ordered]
+
+        wait.until(lambda d: len(listed(d)) == len(trials), "the trial rows never showed")
+        rows = listed(driver)
+        assert set(rows) == {r.info.run_id for r in trials} and rows[:len(expected)] == expected, (rows, expected)
+        _screenshot(driver, _shots_dir() / "05_runs_table_sweep_view.png")
