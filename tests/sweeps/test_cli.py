@@ -67,3 +67,11 @@ def test_model_card_of_a_preset_with_overrides():
 def test_model_card_bad_input_exits_2_with_the_fix(args, message):
     out = mirasweep("components", *args)
     assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_model_card_flags_a_rule_that_fp32_cannot_reproduce():
+    steady = json.loads(mirasweep("components", "--model", "deltanet", "--json").stdout)["fp32_check"]
+    assert steady["ok"] and max(steady["drift"].values()) <= steady["bound"]
+    chaotic = json.loads(mirasweep("components", "--model", "yaad", "--json").stdout)["fp32_check"]
+    assert not chaotic["ok"] and chaotic["verdict"].startswith("fp32 parts from float64")
+    assert "FLAGGED" in mirasweep("components", "--model", "yaad").stdout

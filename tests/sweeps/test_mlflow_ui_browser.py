@@ -77,13 +77,18 @@ def mlflow_server(tracking_uri: str, log: Path):
     try:
         yield f"http://127.0.0.1:{port}", proc
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        _stop(proc)
+
+
+def _stop(proc) -> None:
+    """SIGTERM to the server's process group, SIGKILL if it lingers."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
 
 
 def _wait_http(base: str, proc, log: Path, timeout_s: float = 90) -> None:
@@ -305,13 +310,7 @@ def mirasweep_ui(sweep_dir: str, log: Path):
         assert printed, log.read_text()[-3000:]
         yield printed.group(1), port
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        _stop(proc)
 
 
 def test_mirasweep_ui_url_opens_trials_with_architecture_objective_and_cost_columns(tmp_path, finished_sweep):
