@@ -127,7 +127,7 @@ def _create_stores(space, ctx: dict[str, Any], sweep_dir: Path) -> dict[str, boo
     create_study(ctx["storage"], ctx["study_name"], [o.direction for o in space.objectives])
     if new:
         study = optuna.load_study(study_name=ctx["study_name"], storage=storage)
-        for preset in space.enqueue:
+        for preset in space.enqueue[: ctx["n_trials"]]:  # a seed point beyond the count would wait forever
             study.enqueue_trial(space.enqueue_params(preset), user_attrs={"preset": preset})
     tracker = Tracker(ctx["tracking_uri"], ctx["experiment"])
     id_file = sweep_dir / PARENT_RUN_ID
