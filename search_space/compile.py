@@ -271,10 +271,10 @@ def enqueue_params(space: SpaceData, preset: str) -> dict:
     layers, heads...) and the `train` values are not mapped, so the sampler picks them. Raises one
     ComponentError naming the parameter whose preset value this space cannot take."""
     from components.models import resolve_spec
-    from components.models.presets import _preset_dict
+    from components.models.presets import preset_dict
 
     target = resolve_spec(preset).to_dict()  # unknown preset: the registry-style message with known presets
-    raw = _preset_dict(preset)  # what the file itself sets
+    raw = preset_dict(preset)  # what the file itself sets
 
     def decided(loc: tuple) -> tuple[bool, Any]:
         """(whether the preset decides this location, its value there)."""

@@ -150,6 +150,9 @@ def feasibility(space: SpaceData, check, draws: int = DRAWS, seed: int = 0) -> F
     """Check `draws` RandomSampler plans with `check(plan) -> reason | None` (the full check: sizes, memory rule,
     forbid, max_params/max_state counted without building). Reasons that differ only in their numbers count as
     one (shown by their first example)."""
+    cache = space._cache.setdefault("feasibility", {})  # the sweep's check and its dry run's report: one measurement
+    if (draws, seed) in cache:
+        return cache[draws, seed]
     reasons: Counter = Counter()
     example: dict[str, str] = {}
     valid = 0
@@ -163,7 +166,8 @@ def feasibility(space: SpaceData, check, draws: int = DRAWS, seed: int = 0) -> F
             reasons[key] += 1
         else:
             valid += 1
-    return Feasibility(draws, valid, {example[k]: n for k, n in reasons.items()})
+    cache[draws, seed] = Feasibility(draws, valid, {example[k]: n for k, n in reasons.items()})
+    return cache[draws, seed]
 
 
 _VARIES = " (values vary)"

@@ -220,16 +220,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def _dry_run(config: dict, choices: dict) -> int:
     """Everything the real sweep validates (space, feasibility, sampler, pruner, launcher, storage, tracking, trial
     count), then the space's size and a few samples; creates nothing."""
-
-    from search_space import SearchSpace
-
     from .sweep import prepare
 
-    space_data, ctx = prepare(config, choices)
-    space = SearchSpace.from_dict(space_data.to_dict(), name=ctx["space_name"])
+    space, ctx = prepare(config, choices)
     console = table_console()
     console.print(f"search space '{space.name}': {space.size()}")
-    console.print(str(space.feasibility(seed=ctx["seed"])))
+    console.print(str(space.feasibility(seed=ctx["seed"])))  # measured once, by prepare's check
     for i, plan in enumerate(space.sample(3, seed=ctx["seed"])):
         reason = space.check(plan)
         console.print(f"sample {i}: {plan.params}" + (f"  -> rejected: {reason}" if reason else ""))

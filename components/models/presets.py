@@ -44,10 +44,12 @@ def preset_provenance(name: str) -> str:
     return lines[0].lstrip("# ").strip() if lines and lines[0].startswith("#") else ""
 
 
-def _preset_dict(name: str) -> dict:
-    data = read_yaml(preset_path(name), f"model preset '{name}'") or {}
+def preset_dict(name: str) -> dict:
+    """What a preset's file itself sets (no defaults filled in)."""
+    path = preset_path(name)
+    data = read_yaml(path, f"model preset '{name}'") or {}
     if not isinstance(data, Mapping):
-        raise ComponentError(f"model preset '{name}': {preset_path(name)} must hold a mapping, got {data!r}")
+        raise ComponentError(f"model preset '{name}': {path} must hold a mapping, got {data!r}")
     return dict(data)
 
 
@@ -58,7 +60,7 @@ def resolve_spec(model: str | Mapping | ArchitectureSpec, overrides: Iterable[st
         data = model.to_dict()
         preset = model.preset
     elif isinstance(model, str):
-        data, preset = _preset_dict(model), model
+        data, preset = preset_dict(model), model
     elif isinstance(model, Mapping):
         data = OmegaConf.to_container(OmegaConf.create(dict(model)), resolve=True)
     else:
