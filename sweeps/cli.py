@@ -78,18 +78,15 @@ def model_card(name: str, overrides: list[str]) -> dict:
 
 def fp32_check(name: str, overrides: list[str]) -> dict:
     """Whether fp32 reproduces float64 for this architecture (resized to dim 64, 2 layers: the tests' setting) over
-    2048 tokens: a rule whose inner optimisation is chaotic is flagged here, not discovered in a training curve."""
+    2048 tokens, for each of three seeds of weights and data: a rule whose inner optimisation is chaotic is flagged
+    here, not discovered in a training curve."""
     from components.models import build_model
-    from components.models.numerics import DRIFT_TOKENS, FP32_BOUND, drift_verdict, fp32_drift
+    from components.models.numerics import DRIFT_SEEDS, DRIFT_TOKENS, FP32_BOUND, drift_verdict, worst_fp32_drift
 
-    import torch
-
-    setting = f"dim 64, 2 layers, 2 random sequences of {DRIFT_TOKENS} tokens"
+    setting = (f"dim 64, 2 layers, 2 random sequences of {DRIFT_TOKENS} tokens, worst of seeds "
+               f"{', '.join(map(str, DRIFT_SEEDS))}")
     try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            model = build_model(name, [*overrides, "dim=64", "layers=2"])
-            drift = fp32_drift(model, DRIFT_TOKENS, batch=2, lengths=(512, DRIFT_TOKENS))
+        drift = worst_fp32_drift(lambda: build_model(name, [*overrides, "dim=64", "layers=2"]))
     except ComponentError as err:
         return {"setting": setting, "verdict": f"not measured: {err}"}
     verdict = drift_verdict(drift)

@@ -61,7 +61,7 @@ class MemoryLayer(nn.Module):
         self.conv = ShortConv(inner * (1 + 2 * self.steps), conv_size) if conv_size > 0 else None
         self.gate_specs = self.rule.gates()
         # how the gates come from the token: each from its own projection, or coupled (Mamba2's one step size)
-        inits = default_inits(self.rule)
+        inits = default_inits(self.rule, self.head_dim)
         if retain_init is not None:
             inits["retain"] = retain_init
         coupling = GATE_COUPLINGS.create(gate_coupling)

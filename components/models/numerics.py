@@ -14,6 +14,9 @@ from torch import nn
 
 DRIFT_TOKENS = 2048
 FP32_BOUND = 1e-3
+# A chaotic inner optimisation passes at one seed of weights and data and parts at the next (titans_mac at alpha
+# 0.999: 9e-5 at seed 0, 2.6e-2 at seed 1), so a verdict is the worst of these seeds.
+DRIFT_SEEDS = (0, 1, 2)
 
 
 @torch.no_grad()
@@ -35,6 +38,21 @@ def fp32_drift(model: nn.Module, tokens: int = DRIFT_TOKENS, batch: int = 2, see
         window = err[max(0, n - 64):n]
         out[n] = float(window.max())
     return out
+
+
+def worst_fp32_drift(build, tokens: int = DRIFT_TOKENS, seeds: tuple[int, ...] = DRIFT_SEEDS,
+                     lengths: tuple[int, ...] = (512, DRIFT_TOKENS), bound: float = FP32_BOUND) -> dict[int, float]:
+    """The worst drift per prefix length over `seeds`, each seeding both `build()` (the weights) and the data; stops
+    at the first seed that parts by more than `bound` (its drift is then the verdict's evidence)."""
+    worst: dict[int, float] = {}
+    for seed in seeds:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            drift = fp32_drift(build(), tokens, batch=2, seed=seed, lengths=lengths)
+        worst = {n: max(worst.get(n, 0.0), e) for n, e in drift.items()}
+        if max(drift.values()) > bound:
+            break
+    return worst
 
 
 def drift_verdict(drift: dict[int, float], bound: float = FP32_BOUND) -> str:

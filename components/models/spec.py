@@ -67,7 +67,7 @@ class MemorySpec:
     persistent_tokens: int = 0
     max_lr: float = 1.0
     gate_coupling: str = "independent"
-    retain_init: float | None = None  # the retention gate's start; None: 0.99, or 0.999 for x + LN(MLP) memories
+    retain_init: float | None = None  # the retention gate's start; None: 0.99, or 0.9995 for x + LN(MLP) memories
 
     def rule(self) -> MemoryRule:
         return MemoryRule(*(dict(getattr(self, a)) for a in AXIS_KEYS))

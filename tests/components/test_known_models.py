@@ -231,6 +231,57 @@ def test_yaad_huber_mixture_on_a_deep_memory_equals_an_autograd_loop(channel_wis
     assert rel_err(y, expected) < 1e-12 and rel_err(y_fast, expected) < 1e-12
 
 
+def _moneta_link(A):
+    """MIRAS eq. 24's W = A / ||A||^(q-2) read as the p-norm link sign(A)|A|^(p-1) / ||A||_p^(p-2), p = q/(q-1) = 4/3,
+    the norm mean-normalised, |A| smoothed as sqrt(A^2 + (0.1 rms A)^2) (sec. 5.4's smoothing, relative to scale) and
+    sign(A) read as A / |A| with the same smoothed |A|."""
+    p = 4.0 / 3.0
+    mag = (A * A + 0.01 * A.pow(2).mean((-2, -1), keepdim=True)).sqrt()
+    norm = mag.pow(p).mean((-2, -1), keepdim=True).pow(1.0 / p)
+    return A / mag * mag.pow(p - 1.0) / norm.pow(p - 2.0)
+
+
+def _memora_link(A):
+    """MIRAS eq. 27: W = c softmax(A) per row, A the log-weights; c = the row's fan-in (mean weight 1)."""
+    return A.shape[-1] * torch.softmax(A, dim=-1)
+
+
+def _moneta_output_grad(e):
+    """d/de of ||e||_3^3 with sec. 5.4's smoothing: 3 tanh(10 e) (e^2 + 1e-6)."""
+    return 3.0 * torch.tanh(10.0 * e) * (e * e + 1e-6)
+
+
+@pytest.mark.parametrize("preset", ["moneta", "memora"])
+def test_moneta_and_memora_on_a_deep_memory_equal_an_autograd_loop(preset):
+    """Moneta (MIRAS eq. 24, p = 3, q = 4) and Memora (eq. 27), written out with autograd on the memory
+    M(x) = x + LN(W_2 gelu(W_1 x)): A_t = alpha_t A_{t-1} - eta_t grad l(W_{t-1}; k_t, v_t), W_t = link(A_t),
+    y_t = M_{W_t}(q_t); eta per value channel (the presets' MIRAS coupling), alpha per head."""
+    import torch.nn.functional as F
+
+    from components.models import resolve_spec
+
+    rule = resolve_spec(preset).memory.rule()
+    link = {"moneta": _moneta_link, "memora": _memora_link}[preset]
+    output_grad = {"moneta": _moneta_output_grad, "memora": lambda e: e}[preset]
+    acc, k, v, q, g = engine_inputs(rule, T=12, d=6, channel_lr=True)
+    y, _ = memory_scan(rule, k, v, q, g, acc, chunk_size=1, path="reference")
+    y_fast, _ = memory_scan(rule, k, v, q, g, acc, chunk_size=1)
+
+    def memory(W, x):
+        h = F.gelu(x @ W[0].mT) @ W[1].mT
+        return x + F.layer_norm(h, h.shape[-1:], eps=1e-5)
+
+    A, ys = [a.clone() for a in acc], []
+    for t in range(k.shape[1]):
+        W = [link(a).requires_grad_(True) for a in A]
+        e = memory(W, k[:, t : t + 1]) - v[:, t : t + 1]
+        grads = torch.autograd.grad(e, W, grad_outputs=g["lr"][:, t : t + 1] * output_grad(e.detach()))
+        A = [g["retain"][:, t, None, None] * a - gr for a, gr in zip(A, grads)]
+        ys.append(memory([link(a) for a in A], q[:, t : t + 1]))
+    expected = torch.cat(ys, dim=1)
+    assert rel_err(y, expected) < 1e-12 and rel_err(y_fast, expected) < 1e-12
+
+
 @pytest.mark.parametrize("preset", ["ttt_linear", "ttt_mlp"])
 @pytest.mark.parametrize("split", [None, 5])
 def test_ttt_mini_batch_gd_with_position_scaled_steps(preset, split):

@@ -1,41 +1,28 @@
 """fp32 reproduces every preset over a long context: its fp32 logits agree with float64 logits of the same weights
-to FP32_BOUND over 2048 tokens, at the default initialisation and gate ranges (benchmarks/fp32_stability.py prints
-the same measurement with the sensitivity of each preset). Presets whose inner optimisation is still chaotic at their
-default gates are marked as expected failures with the measured cause: the mark is strict, so a fix turns it into a
-failure here until the mark is removed; meanwhile the training loop flags any such run (tests/sweeps/test_train.py)."""
+to FP32_BOUND over 2048 tokens, at the default initialisation and gate ranges, for three seeds of weights and data
+(benchmarks/fp32_stability.py --seeds 3 prints the same measurement with the sensitivity of each preset). A chaotic
+inner optimisation passes for one seed and parts for another (titans_mac at alpha 0.999: 9e-5 at seed 0, 2.6e-2 at
+seed 1), so one seed is not evidence; the training loop flags any run that parts (tests/sweeps/test_train.py)."""
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
 
-from components.layers.gates import SCALE_INVARIANT_RETAIN
+from components.layers.gates import DELTA_PER_SQRT_DIM, SCALE_INVARIANT_RETAIN
 from components.models import build_layer, build_model, list_presets
-from components.models.numerics import DRIFT_TOKENS, FP32_BOUND, drift_verdict, fp32_drift
+from components.models.numerics import FP32_BOUND, drift_verdict, fp32_drift, worst_fp32_drift
 
-CHAOTIC = {  # measured by benchmarks/fp32_stability.py at dim 64, 2 layers; what is left of issue 18's item 2
-    "yaad": "the l1 piece of eq. 16 (delta * sign(e)) keeps stepping by delta whatever the error: 1.3 at 2048 tokens "
-            "(4e-1 float64 sensitivity); one layer with the per-coordinate Huber (eq. 14) is as chaotic (8e-1), with "
-            "the error-norm Huber (eq. 15) or a large delta (the l2 piece only) it stays at 1e-5",
-    "moneta": "the Lq link's |A|^(1/3) is steep near 0: 3e-2 at 2048 tokens",
-    "memora": "the KL link's softmax over log-weights, after the last layer's common row was removed (4e-2 at 256 "
-              "tokens before, 3e-4 now): still 3e-1 at 1024 tokens",
-    "titans_mag": "the memory and attention branches gated together: 4e-3 at 2048 tokens",
-}
-
-
-@pytest.mark.parametrize("preset", [
-    pytest.param(p, marks=pytest.mark.xfail(reason=CHAOTIC[p], strict=True)) if p in CHAOTIC else p
-    for p in list_presets()])
+@pytest.mark.parametrize("preset", list_presets())
 def test_fp32_reproduces_the_preset_over_2048_tokens(preset):
-    torch.manual_seed(0)
-    model = build_model(preset, ["dim=64", "layers=2"])
-    drift = fp32_drift(model, DRIFT_TOKENS, batch=2, lengths=(512, DRIFT_TOKENS))  # 2 sequences, as measured
+    drift = worst_fp32_drift(lambda: build_model(preset, ["dim=64", "layers=2"]))
     assert max(drift.values()) <= FP32_BOUND, drift_verdict(drift)
 
 
 def test_the_drift_is_measured_where_it_grows_and_the_verdict_says_where():
     torch.manual_seed(0)
-    model = build_model("yaad", ["dim=32", "layers=1"])
+    model = build_model("moneta", ["dim=32", "layers=1", "memory.retain_init=0.99"])
     drift = fp32_drift(model, 1024, batch=1, lengths=(128, 1024))
     assert drift[128] < FP32_BOUND < drift[1024]  # a chaotic memory is fine early and parts later
     verdict = drift_verdict(drift)
@@ -45,7 +32,7 @@ def test_the_drift_is_measured_where_it_grows_and_the_verdict_says_where():
 
 def test_memories_behind_a_layer_norm_start_with_a_slower_decay():
     """x + LN(MLP(x)) is scale-invariant in its last weights: under decay each write turns them by sqrt(1 - alpha^2)
-    radians per token whatever theta is, so these memories start at alpha = 0.999 (0.045 rad) instead of 0.99."""
+    radians per token whatever theta is, so these memories start at alpha = 0.9995 (0.032 rad) instead of 0.99."""
     x = torch.randn(1, 3, 32)
     deep = build_layer("titans", dim=32).make_gates(x)["retain"]
     flat = build_layer("gated_deltanet", dim=32).make_gates(x)["retain"]
@@ -83,3 +70,14 @@ def test_a_layer_normed_memory_reads_its_last_layer_centred_with_the_same_output
     assert torch.allclose(rule.structure.forward(read, x), rule.structure.forward(plain, x), atol=1e-12)
     titans = MemoryRule("mlp", "l2", "decay", "momentum")
     assert titans.read_weights(acc) is acc  # an identity link's weights are its state, untouched
+
+
+def test_a_data_dependent_huber_threshold_starts_above_the_typical_error():
+    """Yaad's x + LN(MLP) memory errs by ~sqrt(d) per token at its start; at delta = 1 every error took the l1 piece
+    (sign descent: 1.1 fp32 drift over 2048 tokens). delta_t starts at 2 sqrt(d): typical errors take the l2 piece."""
+    torch.manual_seed(0)
+    layer = build_layer("yaad", dim=64)
+    delta = layer.make_gates(torch.randn(1, 3, 64))["delta"]
+    assert torch.allclose(delta, torch.full_like(delta, DELTA_PER_SQRT_DIM * math.sqrt(layer.head_dim)))
+    fixed = build_layer("titans", ["memory.bias.name=huber"], dim=64)
+    assert "delta" not in fixed.make_gates(torch.randn(1, 3, 64))  # a fixed delta is the user's option, untouched

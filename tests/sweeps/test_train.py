@@ -171,10 +171,12 @@ def test_tiny_tracked_run_on_each_recall_task(tmp_path, mlflow_uri, task):
 
 
 def test_a_model_fp32_cannot_reproduce_over_the_task_context_is_flagged_before_training(tmp_path, mlflow_uri, capsys):
-    """Yaad's memory is chaotic at its default gates (tests/components/test_numerics.py): over a 1024-byte context
-    the run says so on stderr, in a tag and in numerics/fp32_drift; a linear memory over the same context does not."""
-    chaotic = {"dim": 32, "layers": 1, "memory": {"heads": 4, "structure": "mlp", "retention": "decay", "algorithm": "gd",
-                                                   "bias": {"name": "huber", "delta_mode": "data", "variant": "mixture"}}}
+    """Moneta's rule with a fast decay (alpha 0.99) is chaotic (tests/components/test_numerics.py): over a 1024-byte
+    context the run says so on stderr, in a tag and in numerics/fp32_drift; a linear memory over the same context
+    does not."""
+    chaotic = {"dim": 32, "layers": 1, "memory": {"heads": 4, "structure": "mlp", "bias": {"name": "lp", "p": 3.0},
+                                                   "retention": {"name": "lq", "q": 4.0}, "algorithm": "gd",
+                                                   "retain_init": 0.99}}
     long_lm = {**TINY_LM, "seq_len": 1024}
     client = MlflowClient(mlflow_uri)
     runs = {}
