@@ -93,7 +93,7 @@ class NeedleInAHaystack(Task):
         return {"data/answer_bytes": self.value_digits, "data/haystack_bytes": self.train_len + 1 - self.min_len}
 
     # ------------------------------------------------------------------ data
-    def corpus_bytes(self, split: str) -> Tensor:
+    def corpus_bytes(self, split: str) -> TokenFile:
         """Haystack text: the `lm` task's default stdlib corpus (shared cache). Training haystacks come from its
         training bytes, evaluation haystacks from its validation bytes, so no evaluation filler was trained on."""
         if self._lm is None:

@@ -154,6 +154,11 @@ TRAIN_CASES = {
     "missing-corpus": (["task.corpus=path", "task.path=nowhere.txt"], ("task option 'path'", "nowhere.txt")),
     "empty-corpus-folder": (["task.corpus=path", "task.path=empty"], ("holds no files",)),
     "option-of-another-corpus": (["task.path=x.txt"], ("option 'path' is read only with corpus=path",)),
+    "missing-tokenizer-file": (["task.tokenizer=file", "task.tokenizer_path=nowhere.json"],
+                               ("task option 'tokenizer_path'", "nowhere.json")),
+    "tokenizer-file-without-path": (["task.tokenizer=file"], ("tokenizer=file needs the option 'tokenizer_path'",)),
+    "option-of-another-tokenizer": (["task.vocab_size=1000"], ("option 'vocab_size' is read only with tokenizer=bpe",)),
+    "unknown-tokenizer": (["task.tokenizer=sentencepiece"], ("option 'tokenizer'", "bytes, bpe, file")),
     "bad-tracking": (["tracking.uri=mlruns"], ("tracking.uri='mlruns'",)),
     "not-divisible": (["model.dim=30", "model.memory.heads=4"], ("model.memory.heads", "not divisible")),
 }
