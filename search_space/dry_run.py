@@ -106,16 +106,19 @@ def size(space: SpaceData) -> SpaceSize:
     return SpaceSize(total, valid, total - valid, dict(reasons), parameters=sum(isinstance(n, Dist) for n in named_nodes(space).values()))
 
 
-def sample(space: SpaceData, n: int, seed: int = 0) -> list[TrialPlan]:
-    """`n` plans from Optuna's RandomSampler(seed) on an in-memory study (nothing trained or stored)."""
+def sample(space: SpaceData, n: int, seed: int = 0, enqueued: tuple[dict, ...] = ()) -> list[TrialPlan]:
+    """`n` plans from Optuna's RandomSampler(seed) on an in-memory study (nothing trained or stored), after one plan
+    per `enqueued` parameter set (what the sweep enqueues for presets; the sampler fills what they leave open)."""
     import optuna
 
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         study = optuna.create_study(directions=space.directions, sampler=optuna.samplers.RandomSampler(seed=seed))
+        for params in enqueued:
+            study.enqueue_trial(params)
         plans = []
-        for _ in range(n):
+        for _ in range(n + len(enqueued)):
             trial = study.ask()
             plans.append(suggest(space, trial))
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)

@@ -61,9 +61,11 @@ class SearchSpace(SpaceData):
         """Distinct component combinations, valid vs rejected (with reasons counted). See `dry_run.size`."""
         return dry_run.size(self)
 
-    def sample(self, n: int, seed: int = 0) -> list[TrialPlan]:
-        """`n` plans from Optuna's RandomSampler on an in-memory study, without training."""
-        return dry_run.sample(self, n, seed)
+    def sample(self, n: int, seed: int = 0, presets: bool = False) -> list[TrialPlan]:
+        """`n` plans from Optuna's RandomSampler on an in-memory study, without training; with presets=True, first
+        one plan per enqueued preset (the sampler picks what the preset leaves open, as in the sweep)."""
+        enqueued = tuple(self.enqueue_params(name) for name in self.enqueue) if presets else ()
+        return dry_run.sample(self, n, seed, enqueued)
 
     def feasibility(self, draws: int = dry_run.DRAWS, seed: int = 0) -> dry_run.Feasibility:
         """How many of `draws` random plans pass `check`, and the reasons of the others, counted."""

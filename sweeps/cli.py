@@ -217,6 +217,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def _dry_run(config: dict, choices: dict) -> int:
     """Everything the real sweep validates (space, feasibility, sampler, pruner, launcher, storage, tracking, trial
     count), then the space's size and a few samples; creates nothing."""
+    from .cost import sweep_cost
     from .sweep import prepare
 
     space, ctx = prepare(config, choices)
@@ -228,6 +229,8 @@ def _dry_run(config: dict, choices: dict) -> int:
         console.print(f"sample {i}: {plan.params}" + (f"  -> rejected: {reason}" if reason else ""))
     console.print(f"would run {ctx['n_trials']} trials on launcher '{ctx['launcher'].get('name')}' "
                   f"({ctx['workers']} workers), study in {ctx['storage']}, runs in {ctx['tracking_uri']}")
+    for line in sweep_cost(space, ctx["n_trials"], ctx["seed"], config.get("cost") or {}):
+        console.print(line)
     return 0
 
 

@@ -22,6 +22,7 @@ from .report import counts, markdown, presets_markdown, rows, tag_best, write_cs
 from .study import counted_trials, create_study, make_pruner, make_sampler, open_storage, storage_url
 from .tracking import Tracker
 from .tracking.mlflow_run import validate_tracking_uri
+from .cost import validate as validate_cost
 from .train.loop import cpu_count
 
 PARENT_RUN_ID = "mlflow_parent_run_id"
@@ -40,6 +41,7 @@ def prepare(config: dict[str, Any], choices: dict[str, str]) -> tuple[Any, dict[
     make_sampler(config.get("sampler"), 0, multi)  # raise now on a bad sampler or pruner
     make_pruner(config.get("pruner"), multi)
     validate_launcher(launcher)
+    validate_cost(config.get("cost") or {})
     workers = int(launcher.get("workers", 1))
     if workers < 1:
         raise ComponentError(f"launcher.workers must be >= 1, got {workers}")

@@ -53,7 +53,8 @@ class KeyDecayStep(ChunkStep):
     def __call__(self, st: MemoryState, inp, chunk_size: int):
         if st.momentum is None:
             cum = torch.cumsum(torch.log(inp.gates["retain"].clamp_min(LOG_FLOOR)), dim=1)
-            if float(-cum[:, -1].detach().min()) < factor_limit(cum.dtype):
+            # (on the meta device, shapes only, the factored form stands for both: same matmuls)
+            if cum.is_meta or float(-cum[:, -1].detach().min()) < factor_limit(cum.dtype):
                 return self.factored(st, inp, chunk_size, cum)
         return self.segment_sums(st, inp, chunk_size)
 

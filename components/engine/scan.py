@@ -1,6 +1,8 @@
 """Entry point of the memory engine: validate inputs, pick a path, run, pick the read positions."""
 from __future__ import annotations
 
+import contextlib
+
 from typing import Any, Mapping
 
 import torch
@@ -67,10 +69,12 @@ def memory_scan(
     if missing:
         raise ComponentError(f"rule {rule.name} needs gates {sorted(rule.gates())}; missing {sorted(missing)}")
     device_type = k.device.type
-    io_dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
+    # the meta device (shapes only: FLOP counts of a model never built) has no autocast
+    autocast = torch.amp.is_autocast_available(device_type)
+    io_dtype = torch.get_autocast_dtype(device_type) if autocast and torch.is_autocast_enabled(device_type) else None
     dtype = torch.float64 if k.dtype == torch.float64 else torch.float32
     # The inner loop runs in fp32 even under bf16 autocast: state updates accumulate over the sequence.
-    with torch.autocast(device_type=device_type, enabled=False):
+    with torch.autocast(device_type=device_type, enabled=False) if autocast else contextlib.nullcontext():
         cast = lambda x: x.to(dtype)  # noqa: E731
         if not isinstance(state, MemoryState):
             state = MemoryState.start(rule, [cast(a) for a in state])

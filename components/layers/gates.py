@@ -35,14 +35,15 @@ DELTA_PER_SQRT_DIM = 2.0
 
 
 def default_inits(rule, head_dim: int) -> dict[str, float]:
-    """Initial gate values that differ from GATE_INIT for this rule: the retention of scale-invariant memories and
-    the Huber threshold (which scales with the head's value width)."""
+    """Initial gate values that differ from GATE_INIT for this rule: the retention of scale-invariant memories, the
+    Huber threshold (which scales with the head's value width), and what the retention itself asks for."""
     inits = {}
     gates = rule.gates()
     if "retain" in gates and getattr(rule.structure, "has_residual", False):
         inits["retain"] = SCALE_INVARIANT_RETAIN
     if "delta" in gates:
         inits["delta"] = DELTA_PER_SQRT_DIM * math.sqrt(head_dim)
+    inits.update({name: value for name, value in rule.retention.gate_starts.items() if name in gates})
     return inits
 
 

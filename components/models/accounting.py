@@ -119,6 +119,25 @@ def spec_size(spec: ArchitectureSpec, seq_len: int = 512) -> tuple[int, int]:
     return params, state
 
 
+def spec_flops_per_token(spec: ArchitectureSpec, seq_len: int) -> float:
+    """Forward matmul FLOPs per token at seq_len of the model a spec builds, counted on the meta device (shapes
+    only: nothing is allocated or computed, so a 170M-parameter model at 4096 tokens is counted in about a second):
+    one block of each kind times its count, plus the tied output head. Equals forward_flops_per_token of the built
+    model for memory layers; attention is counted without its mask (a meta tensor has no values to count the pairs
+    a causal or window mask lets through), so for attention this is an upper bound: every query against every key
+    (tests/components/test_accounting.py). For cost estimates; a run's MFU counts the built model."""
+    from .lm import Block, build_mixer
+
+    total = 2.0 * spec.dim * spec.vocab_size  # the head; the embedding is a lookup and the final norm no matmul
+    with torch.device("meta"), torch.random.fork_rng(devices=[]):
+        for kind, count in spec.backbone_component().mixer_counts(spec.layers).items():
+            block = Block(spec.dim, build_mixer(kind, spec), spec.mlp_hidden)
+            with FlopCounterMode(display=False, custom_mapping=SDPA_KERNELS) as counter:
+                block(torch.zeros(1, seq_len, spec.dim))
+            total += count * counter.get_total_flops() / seq_len
+    return total
+
+
 def training_bytes(params: int, bytes_per_number: int = 4) -> int:
     """Memory the weights alone take in training: the weights, their gradients and AdamW's two moments."""
     return 4 * params * bytes_per_number

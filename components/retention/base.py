@@ -23,6 +23,9 @@ class Retention(Component):
     # Which side of a matrix memory W (d_out x d_in) a per-channel alpha scales: its output (value) rows, or its
     # input (key) columns (GLA's S_t = Diag(alpha_t) S_{t-1} + k_t^T v_t, with S = W^T). 'head': one alpha per head.
     decay_axis: str = "head"
+    # Initial gate values this retention needs beyond GATE_INIT (components/layers/gates.py), e.g. {"lr": 0.1}: a
+    # fraction of max_lr for the inner learning rate, the value itself for the others.
+    gate_starts: dict[str, float] = {}
 
     def gates(self) -> dict[str, str]:
         if not self.uses_decay:

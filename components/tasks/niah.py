@@ -18,6 +18,7 @@ from torch import Tensor
 from components.options import ComponentError, Option
 
 from .base import IGNORE, TASKS, Batch, Task, generator, predict
+from .corpus import TokenFile
 from .lm import LanguageModelling
 from .mqar import EVAL_SEED, data_seed
 

@@ -86,3 +86,21 @@ def test_memory_models_state_is_constant_attention_grows():
     titans, transformer = build_model("titans", SMALL), build_model("transformer", SMALL + ["attention.conv_size=0"])
     assert cost(titans, 512).state == cost(titans, 2048).state
     assert cost(transformer, 2048).state == 4 * cost(transformer, 512).state
+
+
+@pytest.mark.parametrize("preset", list_presets())
+def test_flops_counted_on_the_meta_device_equal_the_built_model_s(preset):
+    """spec_flops_per_token never builds the model (cost estimates at paper scale); memory layers count exactly as
+    the built model, attention as an upper bound (all T^2 pairs: a meta mask has no values to count)."""
+    from components.models import resolve_spec
+    from components.models.accounting import forward_flops_per_token, spec_flops_per_token
+
+    T = 64
+    spec = resolve_spec(preset, SMALL)
+    torch.manual_seed(0)
+    built = forward_flops_per_token(build_model(preset, SMALL), T)
+    counted = spec_flops_per_token(spec, T)
+    if any(kind != "memory" for kind in spec.backbone_component().mixer_counts(spec.layers)):
+        assert built <= counted <= 1.5 * built  # the masked-out score pairs, counted
+    else:
+        assert counted == built

@@ -11,7 +11,7 @@ from search_space.compile import replay
 
 from .helpers import space_dict, with_memory
 
-SHIPPED = ["delta_family", "miras", "quick", "titans_family"]
+SHIPPED = ["delta_family", "miras", "paper_170m", "quick", "titans_family"]
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 

@@ -12,7 +12,7 @@ from search_space.schema import Choice, Dist, Fixed
 
 from .helpers import space_dict, with_memory
 
-SHIPPED = ["delta_family", "miras", "quick", "titans_family"]
+SHIPPED = ["delta_family", "miras", "paper_170m", "quick", "titans_family"]
 
 
 def test_shipped_spaces_are_listed_and_start_with_a_comment():
@@ -116,7 +116,7 @@ def test_load_space_by_name_path_and_mapping(tmp_path: Path):
     copy.write_text((spaces_dir() / "quick.yaml").read_text().replace("name: quick\n", ""))
     assert load_space(str(copy)).name == "mine"
     with pytest.raises(ComponentError, match=r"unknown search space 'quik' \(did you mean 'quick'\?\); known: "
-                                             r"delta_family, miras, quick, titans_family \(searched "):
+                                             r"delta_family, miras, paper_170m, quick, titans_family \(searched "):
         load_space("quik")
 
 

@@ -140,6 +140,8 @@ DRY_CASES = {
     "pruner-multi": ("pruner=median", ("single-objective",)),
     "workers": ("launcher.workers=0", ("launcher.workers must be >= 1",)),
     "launcher-key": ("launcher.partition=gpu", ("launcher.partition", "unknown key")),
+    "cost-gpu": ("cost.gpu=B300", ("cost.gpu='B300'", "known GPUs: H200, H100")),
+    "cost-mfu": ("cost.mfu=1.5", ("cost.mfu=1.5", "(0, 1]")),
 }
 
 
