@@ -154,18 +154,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train.errors import TrainingStopped
     from .train.run import run_training
 
+    from .train.distributed import environment_world
+
     config, choices = compose("train", args.overrides)
     preset = choices.get("model")
     task_name = (config.get("task") or {}).get("name", "lm")
     out_dir = Path(config.get("out_dir") or f"runs/train/{preset}-{task_name}-seed{config['train']['seed']}")
-    console = Console(stderr=True)
-    console.print(f"[bold]mirasweep train[/bold] model={preset} task={task_name} -> {out_dir}")
+    world = environment_world()  # under torchrun or a multi-task SLURM step: data-parallel, rank 0 reports
+    console = Console(stderr=True, quiet=not world.main)
+    ranks = f" on {world.size} ranks" if world.distributed else ""
+    console.print(f"[bold]mirasweep train[/bold] model={preset} task={task_name}{ranks} -> {out_dir}")
     try:
         result = run_training(config, out_dir, preset=preset)
     except TrainingStopped as err:
         console.print(f"[red]stopped:[/red] {err}")
         return err.exit_status
-    _print_metrics(result.metrics, config)
+    if world.main:
+        _print_metrics(result.metrics, config)
     return 0
 
 

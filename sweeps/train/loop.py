@@ -1,8 +1,10 @@
 """Train one architecture on one task: AdamW, warm-up + cosine, clipping, accumulation, evaluation at
 intervals, checkpoints (at intervals and on SIGTERM/SIGUSR2) that resume to the same final metrics, a clear
-stop on a non-finite loss, and an evaluation callback for pruners."""
+stop on a non-finite loss, and an evaluation callback for pruners. Data-parallel over the ranks of a distributed
+world (distributed.py): every rank trains its slice of each global batch; rank 0 evaluates, logs and checkpoints."""
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -21,7 +23,8 @@ from components.models import ArchitectureSpec, LanguageModel
 from components.tasks import IGNORE, Task
 from . import checkpoint
 from components.training import TrainConfig
-from .errors import NonFiniteLoss, Preempted
+from . import distributed as dp
+from .errors import NonFiniteLoss, Preempted, Pruned
 from .signals import stop_on_signals
 from .utilization import PeakMemory, device_name, peak_tflops, train_flops_per_token
 
@@ -41,10 +44,13 @@ def cpu_count() -> int:
     return int(slurm) if slurm else len(os.sched_getaffinity(0))
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+def pick_device(name: str, world: dp.World | None = None) -> torch.device:
+    """The device of this process: a data-parallel rank on CUDA takes the GPU of its local rank."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else torch.device(name)
+    if device.type == "cuda" and world is not None and world.distributed:
+        device = torch.device("cuda", world.local_rank)
+        torch.cuda.set_device(device)
+    return device
 
 
 def lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
@@ -105,24 +111,30 @@ def check_fp32(model: LanguageModel, task: Task, tracker=None) -> float:
 
 
 def train(spec: ArchitectureSpec, task: Task, cfg: TrainConfig, out_dir: Path, tracker=None,
-          on_eval: EvalCallback | None = None) -> TrainResult:
+          on_eval: EvalCallback | None = None, world: dp.World | None = None) -> TrainResult:
+    world = world or dp.World()
+    dp.check_batch(world, cfg.batch_size)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads or cpu_count())
-    device = pick_device(cfg.device)
-    torch.manual_seed(cfg.seed)
+    device = pick_device(cfg.device, world)
+    dp.join(world, device)
+    torch.manual_seed(cfg.seed)  # every rank starts from the same weights (DDP checks and broadcasts them too)
     model = LanguageModel(spec).to(device)
-    if cfg.fp32_check and not (out_dir / checkpoint.CHECKPOINT).is_file():  # once, at the initial weights
+    if world.main and cfg.fp32_check and not (out_dir / checkpoint.CHECKPOINT).is_file():  # once, at the start
         check_fp32(model, task, tracker)
     if cfg.compile:
         compile_memory_layers(model)
     peak, peak_source = peak_tflops(device, cfg.peak_tflops or None)
     if tracker is not None:
         tracker.log_params({"execution": {"device": device_name(device), "memory_path": memory_paths(model, device),
-                                          "peak_tflops": peak, "peak_source": peak_source}})
+                                          "peak_tflops": peak, "peak_source": peak_source, "ranks": world.size}})
+    net = model
+    if world.distributed:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     opt = make_optimizer(model, cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
     ckpt_path = out_dir / checkpoint.CHECKPOINT
-    saved = checkpoint.load(ckpt_path)
+    saved = checkpoint.load(ckpt_path)  # every rank resumes from rank 0's checkpoint (out_dir is shared)
     start, history, last_finite = 0, [], None
     if saved is not None:
         model.load_state_dict(saved["model"])
@@ -131,45 +143,62 @@ def train(spec: ArchitectureSpec, task: Task, cfg: TrainConfig, out_dir: Path, t
         start, history, last_finite = saved["step"], saved["history"], saved["last_finite"]
 
     def save(step: int) -> None:
-        checkpoint.save(ckpt_path, model=model.state_dict(), optimizer=opt.state_dict(),
-                        scheduler=sched.state_dict(), step=step, history=history, last_finite=last_finite)
+        if world.main:
+            checkpoint.save(ckpt_path, model=model.state_dict(), optimizer=opt.state_dict(),
+                            scheduler=sched.state_dict(), step=step, history=history, last_finite=last_finite)
+        dp.barrier(world)
 
     eval_time = [0.0]
 
     def evaluate(step: int) -> dict:
-        t = time.perf_counter()
-        model.eval()
-        with autocast(device):
-            metrics = task.evaluate(model, cfg.eval_batch_size, final=step == cfg.steps)
-        model.train()
+        """Rank 0 evaluates, logs and asks the pruner; every rank gets the metrics and the pruner's answer."""
+        metrics, pruned = None, None
+        if world.main:
+            t = time.perf_counter()
+            model.eval()
+            with autocast(device):
+                metrics = task.evaluate(model, cfg.eval_batch_size, final=step == cfg.steps)
+            model.train()
+            eval_time[0] += time.perf_counter() - t
+            if tracker is not None:
+                tracker.log_metrics(metrics, step, flush=True)
+            if on_eval is not None:
+                try:
+                    on_eval(step, metrics)
+                except Pruned as err:
+                    pruned = str(err)
+        metrics, pruned = dp.broadcast(world, (metrics, pruned))
         history.append((step, metrics))
-        eval_time[0] += time.perf_counter() - t
-        if tracker is not None:
-            tracker.log_metrics(metrics, step, flush=True)
-        if on_eval is not None:
-            on_eval(step, metrics)
+        if pruned is not None:
+            raise Pruned(pruned)
         return metrics
 
-    micro = cfg.batch_size
+    micro = cfg.batch_size  # the global micro-batch; each rank trains on its slice
     tokens_per_step = cfg.accumulate * micro * task.train_batch(0, 1, cfg.seed).tokens.shape[1]
-    bar = _progress(cfg, start)
+    bar = _progress(cfg, start) if world.main else None
     compute_time, t_start = 0.0, time.perf_counter()
     peak_memory = PeakMemory(device).start()
     with stop_on_signals() as stop:
         for step in range(start, cfg.steps):
-            if stop:
+            if dp.all_sum(world, float(bool(stop)))[0]:  # a signal to any rank stops every rank at this step
                 save(step)
-                raise Preempted(step, stop.signal_name)
+                raise Preempted(step, stop.signal_name or "a peer rank's signal")
             batches = [task.train_batch(step * cfg.accumulate + m, micro, cfg.seed) for m in range(cfg.accumulate)]
             t0 = time.perf_counter()  # compute time: forward, backward and optimiser only (data is overhead)
             total = 0.0
-            for batch in batches:
-                with autocast(device):
-                    logits, _ = model(batch.tokens.to(device))
-                loss = F.cross_entropy(logits.float().flatten(0, 1), batch.targets.to(device).flatten(),
-                                       ignore_index=IGNORE)
-                (loss / cfg.accumulate).backward()
-                total += loss.item() / cfg.accumulate
+            for m, batch in enumerate(batches):
+                tokens, targets = dp.rank_slice(world, batch.tokens), dp.rank_slice(world, batch.targets).to(device)
+                scored = dp.all_sum(world, float((targets != IGNORE).sum()))[0]
+                # the last micro-batch's backward averages the gradients over the ranks (DDP); the others keep theirs
+                sync = contextlib.nullcontext() if m == cfg.accumulate - 1 or not world.distributed else net.no_sync()
+                with sync:
+                    with autocast(device):
+                        logits, _ = net(tokens.to(device))
+                    summed = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE,
+                                             reduction="sum")
+                    # over the global count of scored targets, times the world (DDP averages): the full batch's mean
+                    (summed * (world.size / max(scored, 1.0) / cfg.accumulate)).backward()
+                total += dp.all_sum(world, summed.item())[0] / max(scored, 1.0) / cfg.accumulate
             if not math.isfinite(total):
                 raise NonFiniteLoss(step, last_finite)
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -200,7 +229,8 @@ def train(spec: ArchitectureSpec, task: Task, cfg: TrainConfig, out_dir: Path, t
     final["perf/train_flops_per_token"] = flops
     final["perf/achieved_tflops"] = flops * final["perf/tokens_per_s"] / 1e12
     if peak:
-        final["perf/mfu"] = final["perf/achieved_tflops"] / peak
+        final["perf/mfu"] = final["perf/achieved_tflops"] / (peak * world.size)
+    final["perf/ranks"] = world.size
     final["perf/wall_s"] = wall
     # overhead: wall time outside forward/backward/optimiser and evaluation (data, logging, checkpoints)
     final["perf/overhead"] = 1.0 - (compute_time + eval_time[0]) / wall if wall else 0.0

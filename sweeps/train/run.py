@@ -16,6 +16,7 @@ from components.training import TrainConfig
 
 from ..tracking import Tracker
 from ..tracking.mlflow_run import validate_tracking_uri
+from . import distributed as dp
 from .errors import NonFiniteLoss, Preempted, Pruned
 from .fits import check_fits
 from .loop import EvalCallback, TrainResult, train
@@ -52,8 +53,12 @@ def model_card(spec: ArchitectureSpec, params: int, state: int) -> str:
 def run_training(config: Mapping[str, Any], out_dir: Path, preset: str | None = None, tracker: Tracker | None = None,
                  run_name: str | None = None, parent_run_id: str | None = None, extra_tags: Mapping[str, str] | None = None,
                  on_eval: EvalCallback | None = None) -> TrainResult:
-    """config: {'model': spec mapping, 'task': {name, **options}, 'train': {...}, 'tracking': {uri, experiment}}."""
+    """config: {'model': spec mapping, 'task': {name, **options}, 'train': {...}, 'tracking': {uri, experiment}}.
+
+    In a data-parallel world (distributed.py) every rank calls this with the same arguments and trains its slice;
+    rank 0 alone has the MLflow run and writes the run directory's files (`tracker` is ignored on the others)."""
     out_dir = Path(out_dir)
+    world = dp.environment_world()
     done = out_dir / RESULT
     if done.is_file():
         data = json.loads(done.read_text())
@@ -69,8 +74,11 @@ def run_training(config: Mapping[str, Any], out_dir: Path, preset: str | None = 
         validate_tracking_uri(tracking["uri"])
     params, state = spec_size(spec, getattr(task, "seq_len", 512))  # counted, never allocated
     check_fits(spec, params, cfg.device)
+    dp.check_batch(world, cfg.batch_size)
     data_info = task.data_info()  # reads the corpus: a missing file or dataset is an input error too
     out_dir.mkdir(parents=True, exist_ok=True)
+    if not world.main:
+        return train(spec, task, cfg, out_dir, on_eval=on_eval, world=world)
 
     if tracker is None:
         tracker = Tracker(tracking.get("uri"), tracking.get("experiment", "mirasweep"))
@@ -88,7 +96,7 @@ def run_training(config: Mapping[str, Any], out_dir: Path, preset: str | None = 
         tracker.log_text(model_card(spec, params, state), "spec/model_card.md")
         tracker.log_metrics({"cost/params": params, "cost/state": state, **data_info}, 0, flush=True)
     try:
-        result = train(spec, task, cfg, out_dir, tracker=tracker, on_eval=on_eval)
+        result = train(spec, task, cfg, out_dir, tracker=tracker, on_eval=on_eval, world=world)
     except NonFiniteLoss as err:
         tracker.finish("FAILED", str(err))
         raise
