@@ -223,6 +223,7 @@ def _dry_run(config: dict, choices: dict) -> int:
     """Everything the real sweep validates (space, feasibility, sampler, pruner, launcher, storage, tracking, trial
     count), then the space's size and a few samples; creates nothing."""
     from .cost import sweep_cost
+    from .launchers import trial_layout
     from .sweep import prepare
 
     space, ctx = prepare(config, choices)
@@ -232,8 +233,12 @@ def _dry_run(config: dict, choices: dict) -> int:
     for i, plan in enumerate(space.sample(3, seed=ctx["seed"])):
         reason = space.check(plan)
         console.print(f"sample {i}: {plan.params}" + (f"  -> rejected: {reason}" if reason else ""))
-    console.print(f"would run {ctx['n_trials']} trials on launcher '{ctx['launcher'].get('name')}' "
-                  f"({ctx['workers']} workers), study in {ctx['storage']}, runs in {ctx['tracking_uri']}")
+    launcher = ctx["launcher"]
+    ranks, nodes, per_rank = trial_layout(launcher) if launcher.get("name") == "slurm" else (1, 1, 0)
+    layout = (f", each trial on {ranks} data-parallel ranks{f' over {nodes} nodes' if nodes > 1 else ''}"
+              f"{f' with {per_rank} GPU each' if per_rank else ''}" if ranks > 1 else "")
+    console.print(f"would run {ctx['n_trials']} trials on launcher '{launcher.get('name')}' ({ctx['workers']} "
+                  f"workers{layout}), study in {ctx['storage']}, runs in {ctx['tracking_uri']}")
     for line in sweep_cost(space, ctx["n_trials"], ctx["seed"], config.get("cost") or {}):
         console.print(line)
     return 0

@@ -20,7 +20,8 @@ KEYS = {
     "debug": COMMON,
     "local": COMMON,
     "slurm": COMMON | {"partition", "mem_gb", "gpus_per_task", "account", "qos", "constraint", "array_parallelism",
-                       "signal_delay_s", "max_requeues", "setup", "additional_parameters", "job_name"},
+                       "signal_delay_s", "max_requeues", "setup", "additional_parameters", "job_name",
+                       "gpus_per_trial", "ranks_per_trial", "nodes_per_trial"},
 }
 JOBS_FILE = "jobs.json"
 
@@ -40,10 +41,12 @@ def validate(launcher: dict[str, Any]) -> None:
         if not isinstance(launcher.get("additional_parameters") or {}, dict):
             raise ComponentError("launcher.additional_parameters must be a mapping of sbatch options, "
                                  f"got {launcher['additional_parameters']!r}")
-        for key in ("timeout_min", "cpus_per_worker", "max_requeues", "signal_delay_s"):
+        for key in ("timeout_min", "cpus_per_worker", "max_requeues", "signal_delay_s", "gpus_per_trial",
+                    "ranks_per_trial", "nodes_per_trial"):
             value = launcher.get(key)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
                 raise ComponentError(f"launcher.{key} must be a non-negative integer, got {value!r}")
+        trial_layout(launcher)
 
 
 class _Done:
@@ -85,15 +88,37 @@ def launch(ctx: dict[str, Any]) -> list:
     return jobs
 
 
+def trial_layout(launcher: dict[str, Any]) -> tuple[int, int, int]:
+    """(ranks, nodes, GPUs per rank) of one trial: gpus_per_trial ranks with a GPU each, or ranks_per_trial CPU
+    ranks (gpus_per_task GPUs each), over nodes_per_trial nodes."""
+    gpus, ranks = int(launcher.get("gpus_per_trial") or 0), int(launcher.get("ranks_per_trial") or 0)
+    nodes = int(launcher.get("nodes_per_trial") or 1) or 1
+    if gpus and ranks:
+        raise ComponentError("launcher.gpus_per_trial and launcher.ranks_per_trial both set: set gpus_per_trial (a "
+                             "rank per GPU) or ranks_per_trial (CPU ranks, or gpus_per_task GPUs each), not both")
+    if gpus and int(launcher.get("gpus_per_task") or 0) > 1:
+        raise ComponentError("launcher.gpus_per_trial gives each rank one GPU; launcher.gpus_per_task must be 0 or 1")
+    per_rank = 1 if gpus else int(launcher.get("gpus_per_task") or 0)
+    ranks = gpus or ranks or 1
+    if ranks % nodes:
+        raise ComponentError(f"launcher.nodes_per_trial={nodes}: the {ranks} ranks of a trial must divide evenly "
+                             "over its nodes")
+    return ranks, nodes, per_rank
+
+
 def slurm_parameters(ctx: dict[str, Any], launcher: dict[str, Any]) -> dict[str, Any]:
-    """conf/launcher/slurm.yaml -> submitit's SlurmExecutor parameters (the sbatch options of each array task)."""
+    """conf/launcher/slurm.yaml -> submitit's SlurmExecutor parameters (the sbatch options of each array task): a
+    data-parallel trial is an array task of ranks / nodes tasks per node, one rank each."""
+    ranks, nodes, per_rank = trial_layout(launcher)
     params = {
         "job_name": launcher.get("job_name") or f"mirasweep-{ctx['study_name']}",
         "partition": launcher.get("partition"),
         "time": int(launcher.get("timeout_min") or 240),
         "cpus_per_task": int(ctx["threads"]),
         "mem": f"{round(float(launcher['mem_gb']) * 1024)}M" if launcher.get("mem_gb") else None,
-        "gpus_per_task": int(launcher.get("gpus_per_task") or 0) or None,
+        "gpus_per_task": per_rank or None,
+        "nodes": nodes if nodes > 1 else None,
+        "ntasks_per_node": ranks // nodes if ranks > 1 else None,
         "account": launcher.get("account"), "qos": launcher.get("qos"), "constraint": launcher.get("constraint"),
         "array_parallelism": int(launcher.get("array_parallelism") or ctx["workers"]),
         "signal_delay_s": int(launcher.get("signal_delay_s") or 120),

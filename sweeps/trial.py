@@ -23,6 +23,7 @@ from components.models import resolve_spec
 from .study import fail_lost_trials, original_number
 from .tracking import Tracker
 from .train import NonFiniteLoss, Preempted, Pruned
+from .train import distributed as dp
 from .train.run import run_training
 
 
@@ -51,8 +52,9 @@ def fail_lost(study: optuna.Study, tracker: Tracker) -> list:
 
 
 class TrialRunner:
-    def __init__(self, space, ctx: dict[str, Any], tracker: Tracker) -> None:
+    def __init__(self, space, ctx: dict[str, Any], tracker: Tracker, world: dp.World | None = None) -> None:
         self.space, self.ctx, self.tracker = space, ctx, tracker
+        self.world = world or dp.World()  # rank 0 of a data-parallel trial hands each run to the other ranks
         self.sweep_dir = Path(ctx["sweep_dir"])
         # an objective is read from the task that produces it (lm and mqar both report val/loss)
         self.objectives = [(f"{o.task}:{o.metric}", o.direction) for o in space.objectives]
@@ -105,7 +107,9 @@ class TrialRunner:
                                 "seed": self.ctx["seed"], "eval_at": list(self.space.budget.rungs)},
                       "tracking": {"uri": self.tracker.uri}}
             reporter = self._reporter(trial, offset, task_name) if single else None
-            result = run_training(config, self.sweep_dir / "trials" / f"{number:05d}" / task_name,
+            out_dir = self.sweep_dir / "trials" / f"{number:05d}" / task_name
+            dp.broadcast(self.world, ("train", config, str(out_dir)))
+            result = run_training(config, out_dir,
                                   tracker=Tracker(self.tracker.uri, self.ctx["experiment"]),
                                   run_name=f"{spec.name} · {task_name}", parent_run_id=self.tracker.run_id,
                                   extra_tags={"trial": str(number), "sweep": self.ctx["study_name"]}, on_eval=reporter)

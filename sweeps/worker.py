@@ -8,6 +8,10 @@ Preemption (SIGUSR2, SLURM's warning before a time limit or a requeue) and cance
 trial checkpoints, is failed with the reason, and a retry with the same parameters is queued at once (it resumes
 from the checkpoint, in whichever worker asks next); then under SLURM a USR2 goes on to submitit, which requeues
 this array task. No finished trial is lost, and the retry stands for the original in the count.
+
+A data-parallel trial (launcher.ranks_per_trial / gpus_per_trial on SLURM) is one array task of several SLURM tasks,
+one rank each: rank 0 is the worker above and hands every training run to the other ranks (a broadcast of its
+config), which train their slices with it and wait for the next; signals stop all ranks at one step.
 """
 from __future__ import annotations
 
@@ -26,6 +30,8 @@ import torch
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 
 from .study import counted_trials, make_pruner, make_sampler, open_storage, running_trials
+from .train import distributed as dp
+from .train.errors import TrainingStopped
 from .train.signals import stop_on_signals
 from .trial import TrialRunner, fail_lost
 
@@ -84,15 +90,46 @@ def granted_threads(ctx: dict[str, Any]) -> int:
 
 def run_worker(ctx: dict[str, Any], index: int = 0) -> int:
     """Entry point of one worker process (or the in-process debug launcher); returns the trials it finished."""
+    world = dp.environment_world()
+    if world.distributed:
+        from .train.loop import pick_device
+
+        dp.join(world, pick_device("auto", world))
     with stop_on_signals() as stop:
-        ran = _ask_and_run(ctx, index, stop)
+        if world.main:
+            try:
+                ran = _ask_and_run(ctx, index, stop, world)
+            finally:
+                dp.broadcast(world, ("done", None, None))  # the other ranks stop waiting for a run
+        else:
+            ran = follow(ctx, world)
     if stop.signal_name == "SIGUSR2" and ctx["launcher"].get("name") == "slurm" and os.environ.get("SLURM_JOB_ID"):
         # our handler is gone again: submitit's own one checkpoints this worker, requeues the task and exits
         signal.raise_signal(signal.SIGUSR2)
     return ran
 
 
-def _ask_and_run(ctx: dict[str, Any], index: int, stop) -> int:
+def follow(ctx: dict[str, Any], world: dp.World) -> int:
+    """A rank > 0 of a data-parallel trial: train each run rank 0 hands over, with it, until it says done. Outcomes
+    (pruned, preempted, failed) are rank 0's to report: it meets the same one, at the same step."""
+    from .train.run import run_training
+
+    torch.set_num_threads(granted_threads(ctx))
+    runs = 0
+    while True:
+        kind, config, out_dir = dp.broadcast(world, None)
+        if kind == "done":
+            return runs
+        try:
+            run_training(config, Path(out_dir))
+        except TrainingStopped:
+            pass
+        except Exception as err:  # noqa: BLE001 - rank 0 fails the trial with its own copy of the reason
+            print(f"mirasweep worker rank {world.rank}: {type(err).__name__}: {err}", flush=True)
+        runs += 1
+
+
+def _ask_and_run(ctx: dict[str, Any], index: int, stop, world: dp.World | None = None) -> int:
     from search_space import SearchSpace
 
     from .tracking import Tracker
@@ -112,7 +149,7 @@ def _ask_and_run(ctx: dict[str, Any], index: int, stop) -> int:
     study = optuna.load_study(study_name=ctx["study_name"], storage=storage,
                               sampler=make_sampler(ctx["sampler"], ctx["seed"] + index, multi),
                               pruner=make_pruner(ctx["pruner"], multi))
-    runner = TrialRunner(space, ctx, Tracker(ctx["tracking_uri"], ctx["experiment"]))
+    runner = TrialRunner(space, ctx, Tracker(ctx["tracking_uri"], ctx["experiment"]), world or dp.World())
     parent = Tracker(ctx["tracking_uri"], ctx["experiment"])
     lost_runs = Tracker(ctx["tracking_uri"], ctx["experiment"])
     ran = 0

@@ -145,6 +145,19 @@ DRY_CASES = {
 }
 
 
+LAYOUT_CASES = {
+    "both": (["launcher.gpus_per_trial=2", "launcher.ranks_per_trial=2"], ("gpus_per_trial and launcher.ranks_per_trial",)),
+    "nodes": (["launcher.ranks_per_trial=3", "launcher.nodes_per_trial=2"], ("launcher.nodes_per_trial=2", "3 ranks")),
+    "negative": (["launcher.gpus_per_trial=-1"], ("launcher.gpus_per_trial must be a non-negative integer",)),
+}
+
+
+@pytest.mark.parametrize("case", LAYOUT_CASES)
+def test_a_data_parallel_trial_layout_is_checked_before_submitting(tmp_path, case):
+    args, needles = LAYOUT_CASES[case]
+    check(tmp_path, ["sweep", "launcher=slurm", *args, "--dry-run"], needles)
+
+
 @pytest.mark.parametrize("case", DRY_CASES)
 def test_the_dry_run_validates_what_the_sweep_validates(tmp_path, case):
     arg, needles = DRY_CASES[case]

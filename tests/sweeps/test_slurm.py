@@ -323,3 +323,27 @@ def test_a_job_array_sbatch_refuses_is_one_message_naming_the_setting_and_nothin
     assert [t.state for t in load(ctx).get_trials()] == [TrialState.COMPLETE]
     parent = MlflowClient(ctx["tracking_uri"]).get_run(ctx["parent_run_id"])
     assert parent.info.status == "KILLED" and "could not be started" in parent.data.tags["failure_reason"]
+
+
+@pytest.mark.timeout(480)
+def test_a_two_rank_trial_is_preempted_and_its_ranks_resume_to_the_uninterrupted_result(tmp_path, slurm):
+    """launcher.ranks_per_trial=2: the trial is one array task of 2 SLURM tasks (gloo ranks on this CPU node). USR2
+    reaches both; they stop at one step, rank 0 checkpoints and queues the retry, submitit requeues the job, and both
+    ranks resume it to the metrics of the same 2-rank trial never interrupted."""
+    args = [*LONG, "launcher.workers=1", "sweep.n_trials=1", "launcher.ranks_per_trial=2"]
+    base = detach(sweep_args(tmp_path / "baseline", *args), tmp_path / "baseline")  # the node's 2 CPUs: one at a time
+    wait(lambda: finished(base), 240, "the uninterrupted 2-rank sweep to finish")
+    ctx = detach(sweep_args(tmp_path / "preempted", *args), tmp_path / "preempted")
+    wait(lambda: training(ctx, 0), 120, "trial 0 to be between two training checkpoints")
+    subprocess.run(["scancel", "--signal=USR2", ctx["array"]], check=True)
+    wait(lambda: finished(ctx), 240, "the preempted sweep to finish")
+    first, retry = load(ctx).get_trials()
+    assert (first.state, retry.state) == (TrialState.FAIL, TrialState.COMPLETE)
+    stopped = re.fullmatch(r"preempted: SIGUSR2 at step (\d+) of task '(\w+)'; .*", first.user_attrs["reason"])
+    assert stopped, first.user_attrs["reason"]
+    result = json.loads(Path(ctx["sweep_dir"], "trials", "00000", stopped.group(2), "result.json").read_text())
+    assert result["resumed_from"] == int(stopped.group(1)) > 0
+    reference = load(base).get_trials()[0]
+    assert objectives(retry) == pytest.approx(objectives(reference), rel=1e-5)
+    run = MlflowClient(ctx["tracking_uri"]).get_run(result["run_id"])
+    assert run.data.params["execution.ranks"] == "2"  # both ranks trained it
