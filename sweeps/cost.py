@@ -57,7 +57,7 @@ def trial_cost(space, model: dict, train: dict, label: str) -> TrialCost:
         seq_len = int(getattr(task, "seq_len", 0) or task.longest_context())
         n = cfg.steps * cfg.batch_size * cfg.accumulate * seq_len
         spec = resolve_spec(model, [f"vocab_size={task.vocab_size}"])
-        key = ("flops", spec.content_hash, seq_len)
+        key = (spec.content_hash, seq_len)
         cache = space._cache.setdefault("cost_flops", {})
         if key not in cache:
             cache[key] = spec_flops_per_token(spec, seq_len)

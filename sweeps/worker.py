@@ -120,13 +120,13 @@ def follow(ctx: dict[str, Any], world: dp.World) -> int:
         kind, config, out_dir = dp.broadcast(world, None)
         if kind == "done":
             return runs
+        runs += 1
         try:
             run_training(config, Path(out_dir))
-        except TrainingStopped:
-            pass
+        except TrainingStopped as err:  # pruned, preempted, diverged: rank 0 met it at the same step and reports it
+            print(f"mirasweep worker rank {world.rank}: {err}", flush=True)
         except Exception as err:  # noqa: BLE001 - rank 0 fails the trial with its own copy of the reason
             print(f"mirasweep worker rank {world.rank}: {type(err).__name__}: {err}", flush=True)
-        runs += 1
 
 
 def _ask_and_run(ctx: dict[str, Any], index: int, stop, world: dp.World | None = None) -> int:

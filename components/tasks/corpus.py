@@ -140,12 +140,9 @@ class Corpus:
     documents: int
     vocab_size: int
     train_bytes: int
+    # cross-entropy (bits/byte) of the val tokens under the train tokens' add-one-smoothed unigram distribution:
+    # what a model that ignores context scores; a language model must beat it (counted while tokenizing)
     unigram_bpb: float
-
-    def unigram_bits_per_byte(self) -> float:
-        """Cross-entropy (bits/byte) of the val tokens under the train tokens' unigram distribution (add-one
-        smoothed): what a model that ignores context scores. A language model must beat it."""
-        return self.unigram_bpb
 
 
 def token_dtype(vocab_size: int) -> str:

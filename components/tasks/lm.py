@@ -125,7 +125,7 @@ class LanguageModelling(Task):
         c = self.corpus_data()
         return {"data/train_bytes": c.train_bytes, "data/train_tokens": len(c.train), "data/documents": c.documents,
                 "data/bytes_per_token": c.train_bytes / max(len(c.train), 1), "data/vocab_size": c.vocab_size,
-                "data/unigram_bpb": c.unigram_bits_per_byte()}
+                "data/unigram_bpb": c.unigram_bpb}
 
     def train_batch(self, step: int, batch_size: int, seed: int) -> Batch:
         train = self.corpus_data().train

@@ -7,6 +7,7 @@ reported beside per-token perplexity for any tokenizer (runs with different toke
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,7 +73,7 @@ def train_bpe(texts: Iterator[bytes], vocab_size: int, path: Path) -> HFTokenize
                                   show_progress=False)
     tok.train_from_iterator((t.decode("utf-8", errors="replace") for t in texts), trainer)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{hashlib.sha256(str(id(tok)).encode()).hexdigest()[:8]}.tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tok.save(str(tmp))
     tmp.replace(path)
     return HFTokenizer(tok)

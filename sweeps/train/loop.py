@@ -187,8 +187,9 @@ def train(spec: ArchitectureSpec, task: Task, cfg: TrainConfig, out_dir: Path, t
             t0 = time.perf_counter()  # compute time: forward, backward and optimiser only (data is overhead)
             total = 0.0
             for m, batch in enumerate(batches):
-                tokens, targets = dp.rank_slice(world, batch.tokens), dp.rank_slice(world, batch.targets).to(device)
-                scored = dp.all_sum(world, float((targets != IGNORE).sum()))[0]
+                tokens, targets = dp.rank_slice(world, batch.tokens), dp.rank_slice(world, batch.targets)
+                scored = dp.all_sum(world, float((targets != IGNORE).sum()))[0]  # on the host copy: no device sync
+                targets = targets.to(device)
                 # the last micro-batch's backward averages the gradients over the ranks (DDP); the others keep theirs
                 sync = contextlib.nullcontext() if m == cfg.accumulate - 1 or not world.distributed else net.no_sync()
                 with sync:
