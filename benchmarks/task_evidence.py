@@ -6,6 +6,8 @@
     ... --seeds 3          # each run with train.seed 0, 1, 2 (initialisation and data order): mean +- std
     ... --ablations        # Titans' ablations instead of presets: without momentum, without decay, a linear
                            # memory in place of the MLP, chunk sizes 16 and 64
+    ... --results runs.jsonl  # keep each finished run's metrics there, keyed by its composed config: a rerun
+                              # (after a kill, or in a later session) trains only the runs not yet in the file
 Each run is a real `run_training` (what `mirasweep train` runs) at equal width (dim 64, 2 layers, 2 heads),
 with an MLflow store in a temporary directory. lm reports val/bpb against the corpus's unigram entropy
 (a model must beat it to have learnt anything from context); mqar reports recall at a small setting
@@ -14,7 +16,10 @@ with an MLflow store in a temporary directory. lm reports val/bpb against the co
 from __future__ import annotations
 
 import argparse
+import functools
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +41,7 @@ def main() -> None:
                    help="extra overrides for every run, e.g. --set train.batch_size=64 --set task.train_pairs=2,4,8")
     p.add_argument("--seeds", type=int, default=1, help="runs per row with train.seed 0..N-1; mean +- std")
     p.add_argument("--ablations", action="store_true", help="Titans' ablations (the paper's table) as the rows")
+    p.add_argument("--results", type=Path, help="JSONL of finished runs, keyed by composed config; reused on rerun")
     args = p.parse_args()
 
     from components.models import list_presets, resolve_spec
@@ -57,6 +63,7 @@ def main() -> None:
     task = (["task.seq_len=128"] if args.task == "lm" else
             ["task.seq_len=128", "task.pairs=8", "task.ladder='256x16,512x32'", "train.batch_size=32"])
     rows = []
+    done = load_results(args.results)
     with tempfile.TemporaryDirectory() as tmp:
         tracker = Tracker(f"sqlite:///{tmp}/mlflow.db", f"evidence-{args.task}")
         for label, name, overrides in variants:
@@ -67,10 +74,17 @@ def main() -> None:
                                               f"train.steps={steps}", f"train.eval_every={steps}",
                                               "train.progress=false", f"train.warmup={max(1, steps // 20)}",
                                               f"train.seed={seed}", *overrides, *args.set])
+                key = run_key(config)
+                if key in done:
+                    runs.append(done[key])
+                    print(f"  {label} (seed {seed}): from {args.results}", file=sys.stderr, flush=True)
+                    continue
                 t = time.perf_counter()
                 result = run_training(config, Path(tmp) / f"{label}-{seed}".replace(" ", "_"), preset=name,
                                       tracker=tracker)
                 runs.append(result.metrics)
+                if args.results:
+                    keep(args.results, key, label, seed, result.metrics)
                 print(f"  {label} (seed {seed}): done in {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
             rows.append((label, runs))
         info = None
@@ -108,6 +122,45 @@ ABLATIONS = [
                                          "~model.memory.structure.expansion", "~model.memory.structure.residual"]),
     ("titans, chunk 16", "titans", ["model.memory.chunk_size=16"]),
 ]
+
+
+def run_key(config) -> str:
+    """A run's identity: its composed config (minus threads and progress bars, which do not change its result) and
+    the version of the model code (components/'s git tree plus any uncommitted change to it), so a preset or engine
+    change trains the run again."""
+    import hashlib
+
+    plain = json.loads(json.dumps(config, default=str))
+    for k in ("threads", "progress"):
+        plain.get("train", {}).pop(k, None)
+    blob = json.dumps(plain, sort_keys=True) + code_version()
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """components/ as this process imported it (read once, at the first run): its git tree and uncommitted diff."""
+    git = ["git", "-C", ROOT]
+    tree = subprocess.run([*git, "rev-parse", "HEAD:components"], capture_output=True, text=True).stdout
+    return tree + subprocess.run([*git, "diff", "HEAD", "--", "components"], capture_output=True, text=True).stdout
+
+
+def load_results(path: Path | None) -> dict[str, dict]:
+    """Finished runs by key; a torn last line (the process killed mid-write) is skipped."""
+    done = {}
+    if path and path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            done[row["key"]] = row["metrics"]
+    return done
+
+
+def keep(path: Path, key: str, label: str, seed: int, metrics: dict) -> None:
+    with open(path, "a") as f:  # one line per run, flushed at once: a kill loses at most the run in progress
+        f.write(json.dumps({"key": key, "label": label, "seed": seed, "metrics": metrics}) + "\n")
 
 
 def spread(values: list[float]) -> str:
