@@ -15,6 +15,7 @@ cat <<'NEXT'
 Next steps:
   .venv/bin/mirasweep ui runs/sweeps/quick                        # browse the runs in the MLflow UI
   .venv/bin/mirasweep report runs/sweeps/quick                    # the table again, per-axis summary, vs presets
+  .venv/bin/mirasweep confirm runs/sweeps/quick --seeds 3         # retrain the best with 3 fresh seeds: which leads are real?
   .venv/bin/mirasweep status runs/sweeps/quick                    # trials by state, workers, what is failing
   .venv/bin/mirasweep components                                  # every component per MIRAS axis, with options
   .venv/bin/mirasweep components --model titans                   # a model card of a known model

@@ -264,6 +264,77 @@ def cmd_report(args: argparse.Namespace) -> int:
     # the known models that ran as seed points: did the sweep find anything better than them?
     _print_rows(preset_rows(study, names), "known models (presets) in this sweep")
     _print_rows(versus_presets(study, names, top=args.top), "best architectures against the best preset per objective")
+    _report_confirmed(ctx)
+    plots = _write_plots(ctx, Path(args.plots) if args.plots else Path(ctx["sweep_dir"]) / "plots")
+    if plots:
+        table_console().print(f"plots (PNG and interactive HTML): {plots[0].parent}/ "
+                              f"({', '.join(sorted({p.stem for p in plots}))})")
+    return 0
+
+
+def _report_confirmed(ctx: dict) -> None:
+    """A confirm stage's table (means, spreads, intervals) and its verdicts, where the sweep has one."""
+    import optuna
+
+    from .confirm import confirmed_rows, estimates, load_stage, summary_markdown
+    from .study import open_storage
+
+    stage = load_stage(ctx["sweep_dir"])
+    if stage is None:
+        return
+    study = optuna.load_study(study_name=stage["study_name"], storage=open_storage(stage["storage"]))
+    found = estimates(stage, study)
+    _print_rows(confirmed_rows(stage, found), f"confirmed architectures ({stage['confirm']['seeds']} seeds at "
+                                              f"{stage['confirm']['budget_scale']:g}x the trial budget)")
+    text = summary_markdown(stage, found)
+    table_console().print(text[text.index("## Leaders"):].replace("## ", ""))
+
+
+def _write_plots(ctx: dict, out: Path) -> list[Path]:
+    """The report's plots as files: the Pareto front, the field's plots (recall vs state, bits per byte vs params
+    and tokens/s) and, after a confirm stage, the confirmed intervals."""
+    import optuna
+
+    from .confirm import estimates, load_stage
+    from .plots import confirmed_intervals, field_plots, pareto_front
+    from .study import open_storage
+
+    out.mkdir(parents=True, exist_ok=True)
+    study = optuna.load_study(study_name=ctx["study_name"], storage=open_storage(ctx["storage"]))
+    names = [m["metric"] for m in ctx["space"]["objectives"]]
+    files = pareto_front(study, names, out) + field_plots(study, out)
+    stage = load_stage(ctx["sweep_dir"])
+    if stage:
+        confirm_study = optuna.load_study(study_name=stage["study_name"], storage=open_storage(stage["storage"]))
+        files += confirmed_intervals(estimates(stage, confirm_study), stage["space"]["objectives"], out)
+    return files
+
+
+def cmd_confirm(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from .sweep import run_confirm
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    console = Console(stderr=True)
+    console.print(f"[bold]mirasweep confirm[/bold] {args.sweep}: {args.seeds} seeds at {args.budget_scale:g}x the "
+                  "trial budget")
+    rows, stage = run_confirm(args.sweep, args.seeds, args.budget_scale, args.top, detach=args.detach)
+    if args.detach:
+        console.print(f"{len(stage.get('job_ids', []))} workers started; results: mirasweep report {args.sweep}")
+        return 0
+    _report_confirmed({"sweep_dir": stage["search"]["sweep_dir"]})
+    console.print(f"table: {stage['sweep_dir']}/confirmed.csv; in the MLflow UI (mirasweep ui {args.sweep}): the "
+                  "sweep's parent run, artifacts confirmed.md and plots/confirmed.png; filter tags.best = 'true'")
+    if stage.get("interrupted"):
+        console.print(f"[yellow]interrupted ({stage['interrupted']})[/yellow]: rerun the same command to resume")
+        return INTERRUPTED
+    if stage.get("unfinished"):
+        console.print(f"[yellow]the confirm stage is not finished[/yellow] ({stage['unfinished']}); rerun the same "
+                      "command to finish it")
+        return 1
     return 0
 
 
@@ -423,7 +494,17 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("sweep", help="the sweep directory (runs/sweeps/<name>)")
     report.add_argument("--top", type=int, default=10, help="rows for a single-objective sweep")
     report.add_argument("--csv", help="also write the table to this CSV file")
+    report.add_argument("--plots", help="folder for the plots (default: <sweep>/plots)")
     report.set_defaults(func=cmd_report)
+    confirm = sub.add_parser("confirm", help="retrain a sweep's best architectures and presets with more seeds; "
+                                             "say which leads are beyond noise")
+    confirm.add_argument("sweep", help="the sweep directory (runs/sweeps/<name>)")
+    confirm.add_argument("--seeds", type=int, default=3, help="fresh training seeds per architecture (default 3)")
+    confirm.add_argument("--budget-scale", type=float, default=1.0, help="times the trial budget (steps; default 1)")
+    confirm.add_argument("--top", type=int, default=5, help="architectures of a single-objective sweep (default 5; "
+                                                            "a multi-objective sweep confirms its Pareto set)")
+    confirm.add_argument("--detach", action="store_true", help="start the workers and return")
+    confirm.set_defaults(func=cmd_confirm)
     status = sub.add_parser("status", help="a sweep's trials by state, its SLURM jobs (sacct) and what is failing")
     status.add_argument("sweep", help="the sweep directory (runs/sweeps/<name>)")
     status.add_argument("--json", action="store_true", help="machine-readable output")

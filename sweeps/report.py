@@ -106,10 +106,18 @@ def pareto_trials(study: optuna.Study) -> list[FrozenTrial]:
     return study.best_trials
 
 
-def tag_best(study: optuna.Study, client) -> set[str]:
+def tag_search_best(study: optuna.Study, client, confirmed: bool) -> None:
+    """The search's Pareto trials: `search_best=true` always, and `best=true` until a confirm stage (sweeps.confirm)
+    names the confirmed set instead."""
+    tag_best(study, client, "search_best")
+    if not confirmed:
+        tag_best(study, client)
+
+
+def tag_best(study: optuna.Study, client, tag: str = "best") -> set[str]:
     """Tag `best=true` on the MLflow runs of the Pareto trials, so the UI filters them with `tags.best = 'true'`;
     `best=false` on this study's runs that were tagged best and no longer are. Only changes are written: it runs
-    after every trial, under the sweep lock. Returns the run ids tagged best."""
+    after every trial, under the sweep lock. Returns the run ids tagged best. `tag` names another tag to keep."""
     from mlflow.exceptions import MlflowException
 
     ours = {t.user_attrs["mlflow_run_id"] for t in study.get_trials(deepcopy=False) if "mlflow_run_id" in t.user_attrs}
@@ -118,11 +126,11 @@ def tag_best(study: optuna.Study, client) -> set[str]:
         return best
     # the current tags come from MLflow itself, not from memory: several workers refresh in turn
     experiment = client.get_run(next(iter(ours))).info.experiment_id
-    tagged = {r.info.run_id for r in client.search_runs([experiment], "tags.best = 'true'", max_results=50000)}
+    tagged = {r.info.run_id for r in client.search_runs([experiment], f"tags.{tag} = 'true'", max_results=50000)}
     changes = [(r, "true") for r in best - tagged] + [(r, "false") for r in (tagged & ours) - best]
     for run_id, value in changes:  # (tagged - ours: another sweep sharing the experiment keeps its own tags)
         try:
-            client.set_tag(run_id, "best", value)
+            client.set_tag(run_id, tag, value)
         except MlflowException:  # e.g. a run deleted in the UI: a tag is never worth stopping a sweep for
             pass
     return best

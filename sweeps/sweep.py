@@ -16,9 +16,10 @@ import optuna
 
 from components.options import ComponentError
 
+from .confirm import STAGE_FILE, create_stage, load_stage, prepare_stage, publish, stage_dir, validate_args
 from .launchers import launch
 from .launchers import validate as validate_launcher
-from .report import counts, markdown, presets_markdown, rows, tag_best, write_csv
+from .report import counts, markdown, presets_markdown, rows, tag_search_best, write_csv
 from .study import counted_trials, create_study, make_pruner, make_sampler, open_storage, storage_url
 from .tracking import Tracker
 from .tracking.mlflow_run import validate_tracking_uri
@@ -45,6 +46,10 @@ def prepare(config: dict[str, Any], choices: dict[str, str]) -> tuple[Any, dict[
     workers = int(launcher.get("workers", 1))
     if workers < 1:
         raise ComponentError(f"launcher.workers must be >= 1, got {workers}")
+    seeds_per_trial = sweep.get("seeds_per_trial", 1)
+    if not isinstance(seeds_per_trial, int) or isinstance(seeds_per_trial, bool) or seeds_per_trial < 1:
+        raise ComponentError(f"sweep.seeds_per_trial must be an integer >= 1 (training seeds averaged per trial), "
+                             f"got {seeds_per_trial!r}")
     n_trials = int(sweep.get("n_trials", 8))
     if n_trials < 1:
         raise ComponentError(f"sweep.n_trials must be >= 1, got {n_trials}")
@@ -65,6 +70,7 @@ def prepare(config: dict[str, Any], choices: dict[str, str]) -> tuple[Any, dict[
         "tracking_uri": tracking.get("uri") or f"sqlite:///{sweep_dir / 'mlflow.db'}",
         "experiment": tracking.get("experiment") or f"sweep-{study_name}",
         "task_halving": sweep.get("task_halving"), "min_completed": int(sweep.get("min_completed", 4)),
+        "seeds_per_trial": seeds_per_trial,
         "workers": workers, "launcher": launcher,
         "heartbeat_s": int(sweep.get("heartbeat_s", 10)), "grace_s": int(sweep.get("grace_s", 30)),
         "feasible": f"{feasible.valid}/{feasible.draws}",
@@ -315,7 +321,7 @@ def finish(space, ctx: dict[str, Any]) -> list[dict]:
     tracker = Tracker(ctx["tracking_uri"], ctx["experiment"])
     tracker.run_id = ctx["parent_run_id"]
     tracker.log_text(markdown(table) + presets_markdown(study, metrics), "best_architectures.md")
-    tag_best(study, tracker.client)
+    tag_search_best(study, tracker.client, confirmed=load_stage(sweep_dir) is not None)
     from .plots import log_plots
 
     log_plots(study, metrics, tracker)
@@ -373,3 +379,44 @@ def run_sweep(config: dict[str, Any], choices: dict[str, str], detach: bool = Fa
     ctx["lost_workers"] = follow(ctx, jobs)
     ctx["requeued"] = requeue_lost(ctx)
     return finish(space, ctx), ctx
+
+
+def run_confirm(sweep_dir: str, seeds: int, budget_scale: float, top: int, detach: bool = False):
+    """`mirasweep confirm` (sweeps/confirm.py): create (or resume) the stage, run its trials with the sweep's
+    launcher and workers, publish the seeds' means and verdicts. -> (rows, stage)."""
+    from .worker import STOP_FILE, sweep_lock
+
+    validate_args(seeds, budget_scale, top)
+    ctx = load_context(sweep_dir)
+    check_writable(ctx)
+    stage, chosen = prepare_stage(ctx, seeds, budget_scale, top)
+    new = not (stage_dir(ctx["sweep_dir"]) / STAGE_FILE).is_file()
+    created = {"study": False, "parent_run": False}
+    if new:
+        stage_dir(ctx["sweep_dir"]).mkdir(parents=True, exist_ok=True)
+        with sweep_lock(stage_dir(ctx["sweep_dir"])):
+            created = create_stage(stage, chosen)
+    else:
+        Path(stage["sweep_dir"], STOP_FILE).unlink(missing_ok=True)  # an interrupted confirm's stop: this one resumes
+        for run_id in [stage["parent_run_id"], *(g["run_id"] for g in stage["groups"])]:
+            Tracker(stage["tracking_uri"], stage["experiment"]).start("", resume_run_id=run_id)
+    jobs = launch_or_undo(stage, created, new)
+    stage["job_ids"] = [str(j.job_id) for j in jobs]
+    if detach:
+        return [], stage
+    stage["lost_workers"] = follow(stage, jobs)
+    stage["requeued"] = requeue_lost(stage)
+    study = optuna.load_study(study_name=stage["study_name"], storage=open_storage(stage["storage"]))
+    rows = publish(stage, study, final=True)
+    c = counts(study)
+    stage["unfinished"] = unfinished(stage["n_trials"], counted_trials(study), c)
+    stopped = stage.get("interrupted") or stage["unfinished"]
+    why = (f"{stage.get('interrupted') or 'interrupted'} with {stage['unfinished'] or 'the count reached'}; rerun the "
+           "confirm command to resume")
+    for run_id in [stage["parent_run_id"], *(g["run_id"] for g in stage["groups"])]:
+        run = Tracker(stage["tracking_uri"], stage["experiment"])
+        run.run_id = run_id
+        if run_id != stage["parent_run_id"]:  # the architecture rows of `mirasweep ui`'s view (it lists tags.state)
+            run.set_tags({"state": "KILLED" if stopped else "CONFIRMED"})
+        run.finish("KILLED", why) if stopped else run.finish("FINISHED")
+    return rows, stage

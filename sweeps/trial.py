@@ -35,10 +35,12 @@ class TrialOutcome:
     preempted: bool = False  # stopped by a signal with its checkpoint kept: the worker queues a retry
 
 
-def close_lost_runs(tracker: Tracker, number: int, reason: str) -> None:
-    """The MLflow runs (the trial's and its tasks') a lost worker left RUNNING for trial `number`: FAILED, with why."""
+def close_lost_runs(tracker: Tracker, sweep: str, number: int, reason: str) -> None:
+    """The MLflow runs (the trial's and its tasks') a lost worker left RUNNING for trial `number` of the study
+    `sweep` (a confirm stage numbers its trials afresh in the same experiment): FAILED, with why."""
     client = tracker.client
-    lost = client.search_runs([tracker.experiment_id], f"tags.trial = '{number}' and attributes.status = 'RUNNING'")
+    lost = client.search_runs([tracker.experiment_id], f"tags.trial = '{number}' and tags.sweep = '{sweep}' and "
+                                                       "attributes.status = 'RUNNING'")
     for run in lost:
         client.set_tag(run.info.run_id, "state", "FAIL")
         client.set_tag(run.info.run_id, "reason", reason[:5000])
@@ -47,8 +49,16 @@ def close_lost_runs(tracker: Tracker, number: int, reason: str) -> None:
 
 def fail_lost(study: optuna.Study, tracker: Tracker) -> list:
     """study.fail_lost_trials, closing each lost attempt's MLflow runs with its reason."""
-    return fail_lost_trials(study, lambda t: close_lost_runs(tracker, original_number(t),
+    return fail_lost_trials(study, lambda t: close_lost_runs(tracker, study.study_name, original_number(t),
                                                              t.user_attrs.get("reason", "worker lost")))
+
+
+def average(runs: list[dict[str, float]]) -> dict[str, float]:
+    """The mean of each metric over the seeds of one task (a metric some seed lacks is left out)."""
+    if len(runs) == 1:
+        return dict(runs[0])
+    keys = [k for k in runs[0] if all(k in r for r in runs[1:])]
+    return {k: sum(r[k] for r in runs) / len(runs) for k in keys}
 
 
 class TrialRunner:
@@ -62,7 +72,7 @@ class TrialRunner:
     def run(self, trial: optuna.Trial) -> TrialOutcome:
         number = original_number(trial)
         if number != trial.number:  # any run an earlier attempt left RUNNING is closed (normally done when it failed)
-            close_lost_runs(self.tracker, number, f"worker lost; retried as trial {trial.number}")
+            close_lost_runs(self.tracker, self.ctx["study_name"], number, f"worker lost; retried as trial {trial.number}")
             trial.set_user_attr("reason", "")  # a retry starts clean (user attributes are copied from the original)
         plan = self.space.suggest(trial)
         reason = self.space.check(plan)
@@ -70,9 +80,10 @@ class TrialRunner:
         name = spec.name if spec else "rejected"
         trial.set_user_attr("architecture", name)
         preset = trial.user_attrs.get("preset")  # a seed point: the known model (enqueue) it is
-        run_id = self.tracker.start(name, tags={"trial": number, "state": "RUNNING", "sweep": self.ctx["study_name"],
-                                                **({"preset": preset} if preset else {})},
-                                    parent_run_id=self.ctx["parent_run_id"])
+        run_name = f"{name} · seed {trial.user_attrs['seed']}" if "confirms" in trial.user_attrs else name
+        run_id = self.tracker.start(run_name, tags={"trial": number, "state": "RUNNING", "sweep": self.ctx["study_name"],
+                                                **({"preset": preset} if preset else {}), **self.stage_tags(trial)},
+                                    parent_run_id=trial.user_attrs.get("group_run_id") or self.ctx["parent_run_id"])
         trial.set_user_attr("mlflow_run_id", run_id)
         self.tracker.log_params({"trial": dict(plan.params), **({"model": spec.to_dict()} if spec else {})})
         if reason:
@@ -97,26 +108,51 @@ class TrialRunner:
             trial.set_user_attr(f"metric:{key}", value)
         return self._end(trial, TrialOutcome(TrialState.COMPLETE, values=values))
 
+    def stage_tags(self, trial) -> dict[str, str]:
+        """search, or confirm with the search trial it confirms and its seed (sweeps.confirm)."""
+        tags = {"stage": self.ctx.get("stage", "search")}
+        if "confirms" in trial.user_attrs:
+            tags.update(confirms=str(trial.user_attrs["confirms"]), seed=str(trial.user_attrs["seed"]))
+        return tags
+
+    def seeds(self, trial) -> list[int]:
+        """The training seeds of this trial: sweep.seeds_per_trial of them from the sweep's seed (or, for a confirm
+        trial, its own)."""
+        base = int(trial.user_attrs.get("seed", self.ctx["seed"]))
+        return [base + j for j in range(int(self.ctx.get("seeds_per_trial") or 1))]
+
     def _train_tasks(self, trial, number: int, plan, spec) -> dict[str, float]:
         metrics: dict[str, float] = {}
         offset = 0
         single = len(self.objectives) == 1
+        seeds = self.seeds(trial)
         for task_name, budget in self.space.budget.tasks.items():
-            config = {"model": plan.model, "task": {"name": task_name, **budget.task},
-                      "train": {**budget.train, **plan.train, "progress": False, "threads": self.ctx["threads"],
-                                "seed": self.ctx["seed"], "eval_at": list(self.space.budget.rungs)},
-                      "tracking": {"uri": self.tracker.uri}}
-            reporter = self._reporter(trial, offset, task_name) if single else None
-            out_dir = self.sweep_dir / "trials" / f"{number:05d}" / task_name
-            dp.broadcast(self.world, ("train", config, str(out_dir)))
-            result = run_training(config, out_dir,
-                                  tracker=Tracker(self.tracker.uri, self.ctx["experiment"]),
-                                  run_name=f"{spec.name} · {task_name}", parent_run_id=self.tracker.run_id,
-                                  extra_tags={"trial": str(number), "sweep": self.ctx["study_name"]}, on_eval=reporter)
+            runs = []
+            for j, seed in enumerate(seeds):
+                config = {"model": plan.model, "task": {"name": task_name, **budget.task},
+                          "train": {**budget.train, **plan.train, "progress": False, "threads": self.ctx["threads"],
+                                    "seed": seed, "eval_at": list(self.space.budget.rungs)},
+                          "tracking": {"uri": self.tracker.uri}}
+                # the pruner follows the first seed's curve (its steps are the trial's steps)
+                reporter = self._reporter(trial, offset, task_name) if single and j == 0 else None
+                out_dir = self.sweep_dir / "trials" / f"{number:05d}" / task_name
+                out_dir = out_dir / f"seed-{seed}" if len(seeds) > 1 else out_dir
+                dp.broadcast(self.world, ("train", config, str(out_dir)))
+                result = run_training(config, out_dir,
+                                      tracker=Tracker(self.tracker.uri, self.ctx["experiment"]),
+                                      run_name=f"{spec.name} · {task_name}" + (f" · seed {seed}" if len(seeds) > 1 else ""),
+                                      parent_run_id=self.tracker.run_id,
+                                      extra_tags={"trial": str(number), "sweep": self.ctx["study_name"],
+                                                  **self.stage_tags(trial)}, on_eval=reporter)
+                runs.append(result.metrics)
             offset += int(config["train"].get("steps", 0))
-            for key, value in result.metrics.items():
+            for key, value in average(runs).items():
                 metrics.setdefault(key, value)  # the first task that reports a name owns it
                 metrics[f"{task_name}:{key}"] = value
+            if len(seeds) > 1:  # the spread behind each averaged objective, for the report
+                for metric, _ in self.objectives:
+                    if metric.split(":", 1)[1] in runs[0] and metric.startswith(f"{task_name}:"):
+                        trial.set_user_attr(f"seeds:{metric}", [r[metric.split(':', 1)[1]] for r in runs])
             if not single:
                 self._halve(trial, metrics)
         missing = [m for m, _ in self.objectives if m not in metrics]

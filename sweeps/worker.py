@@ -183,13 +183,20 @@ def _ask_and_run(ctx: dict[str, Any], index: int, stop, world: dp.World | None =
 
 def refresh_parent(study: optuna.Study, space, ctx: dict[str, Any], parent) -> None:
     """The parent run's table of best architectures, rewritten as trials finish (MLflow shows the latest)."""
-    from .report import counts, markdown, presets_markdown, rows, tag_best
+    from .report import counts, markdown, presets_markdown, rows, tag_search_best
 
+    if ctx.get("stage") == "confirm":  # the confirm stage's table is the seeds' means and intervals
+        from .confirm import publish
+
+        publish(ctx, study)
+        return
     metrics = [o.metric for o in space.objectives]
     table = rows(study, metrics)
     parent.run_id = ctx["parent_run_id"]
     parent.log_text(markdown(table) + presets_markdown(study, metrics), "best_architectures.md")
-    tag_best(study, parent.client)
+    from .confirm import load_stage
+
+    tag_search_best(study, parent.client, confirmed=load_stage(ctx["sweep_dir"]) is not None)
     parent.log_metrics({f"trials/{k}": v for k, v in counts(study).items()}, len(study.get_trials(deepcopy=False)),
                        flush=True)
     # plots cost a second or two: redrawn at most once a minute while the sweep runs, and at its end

@@ -114,10 +114,17 @@ def run_training(config: Mapping[str, Any], out_dir: Path, preset: str | None = 
         raise
     if result.resumed_from:  # visible in the UI: this run was interrupted and went on from a checkpoint
         tracker.set_tags({"resumed_from_step": result.resumed_from})
-    result.metrics.update({"cost/params": params, "cost/state": state})
+    result.metrics.update({"cost/params": params, "cost/state": state, **ladder_state(spec, task)})
     tracker.log_metrics(result.metrics, cfg.steps, flush=True)
     tracker.finish("FINISHED")
     done.write_text(json.dumps({"metrics": result.metrics, "history": result.history, "steps": cfg.steps,
                                 "architecture": spec.name, "run_id": tracker.run_id,
                                 "resumed_from": result.resumed_from}, indent=2))
     return result
+
+
+def ladder_state(spec, task) -> dict[str, float]:
+    """The state a sequence needs at each setting of the task's difficulty ladder (`cost/state@{seq_len}x{pairs}`,
+    beside `recall/mqar@...`): attention's cache grows with the length, a recurrent state does not."""
+    return {f"cost/state@{length}x{pairs}": float(spec_size(spec, length)[1])
+            for length, pairs in getattr(task, "settings", ())}

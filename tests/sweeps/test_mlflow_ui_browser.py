@@ -209,7 +209,8 @@ def finished_sweep(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser-sweep")
     with pytest.MonkeyPatch.context() as mp:  # the per-test cache fixture is not set up yet for a module fixture
         mp.setenv("MIRASWEEP_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
-        config, choices = sweep_config(root, "launcher=debug", "sweep.n_trials=3")
+        config, choices = sweep_config(root, "launcher=debug", "sweep.n_trials=3",  # a ladder for the frontier plot
+                                       "search_space.budget.tasks.mqar.task.ladder=128x8")
         return run_sweep(config, choices)
 
 
@@ -265,19 +266,21 @@ def test_sweep_runs_trial_metrics_and_pareto_plot_in_the_mlflow_ui(tmp_path, fin
         _close_assistant(driver)
         _screenshot(driver, shots / "02_trial_run.png")
 
-        # 3. the parent's artifacts: plots/pareto_front.png previewed as an image
+        # 3. the parent's artifacts: the Pareto front and Zoology's recall-vs-state frontier previewed as images
         driver.get(f"{base}/#/experiments/{experiment}/runs/{ctx['parent_run_id']}/artifacts"
                    "?workflowType=machine_learning")
         node = "//*[@data-testid='artifact-tree-node'][normalize-space()={}]"
         wait.until(EC.element_to_be_clickable((By.XPATH, node.format("'plots'")))).click()
-        wait.until(EC.element_to_be_clickable((By.XPATH, node.format("'pareto_front.png'")))).click()
-        title = "//*[normalize-space(text())='plots/pareto_front.png']"  # the preview's heading
-        wait.until(EC.visibility_of_element_located((By.XPATH, title)))
-        image = wait.until(EC.visibility_of_element_located((By.XPATH, "//img[@alt='plots/pareto_front.png']")))
-        wait.until(lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image))
-        assert driver.execute_script("return arguments[0].naturalWidth", image) >= 400
-        _close_assistant(driver)
-        _screenshot(driver, shots / "03_pareto_front_artifact.png")
+        for shot, plot in (("03_pareto_front_artifact.png", "pareto_front.png"),
+                           ("03b_recall_vs_state_artifact.png", "recall_vs_state.png")):
+            wait.until(EC.element_to_be_clickable((By.XPATH, node.format(_xpath_literal(plot))))).click()
+            title = f"//*[normalize-space(text())='plots/{plot}']"  # the preview's heading
+            wait.until(EC.visibility_of_element_located((By.XPATH, title)))
+            image = wait.until(EC.visibility_of_element_located((By.XPATH, f"//img[@alt='plots/{plot}']")))
+            wait.until(lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image))
+            assert driver.execute_script("return arguments[0].naturalWidth", image) >= 400
+            _close_assistant(driver)
+            _screenshot(driver, shots / shot)
 
         # 4. the runs table filtered on the best tag: exactly the Pareto trials under the parent
         best = {t.user_attrs["mlflow_run_id"] for t in pareto_trials(study)}
