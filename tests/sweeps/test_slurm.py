@@ -20,9 +20,11 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
 from optuna.trial import TrialState
 
+from sweeps.study import open_storage
 from sweeps.sweep import load_context
 
 from .test_sweep import FAST, cli, load
@@ -148,6 +150,18 @@ def test_a_slurm_array_of_two_workers_completes_the_sweep(tmp_path, slurm, stora
     info = json.loads(status.stdout)
     assert info["counted"] == ctx["n_trials"] and [j["state"] for j in info["jobs"]] == ["COMPLETED", "COMPLETED"]
     assert sum(j["trials"] for j in info["jobs"]) == ctx["n_trials"]
+    if storage != "sqlite":
+        return
+    # the confirm stage runs on the sweep's launcher: its own job array of the sweep's two workers
+    out = cli(["confirm", ctx["sweep_dir"], "--seeds", "2", "--budget-scale", "0.5"], tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    stage = json.loads(Path(ctx["sweep_dir"], "confirm", "confirm.json").read_text())
+    tasks = json.loads(Path(stage["sweep_dir"], "jobs.json").read_text())[0]["job_ids"]
+    assert len(tasks) == 2 and tasks[0].split("_")[0] != array
+    done = optuna.load_study(study_name=stage["study_name"], storage=open_storage(stage["storage"])).get_trials()
+    assert len(done) == 2 * len(stage["groups"]) and all(t.state == TrialState.COMPLETE for t in done)
+    assert {t.user_attrs["worker"] for t in done} <= {f"slurm:{task}" for task in tasks}
+    assert "confirmed architectures" in out.stdout
 
 
 @pytest.mark.timeout(300)
