@@ -64,6 +64,7 @@ def main() -> None:
             ["task.seq_len=128", "task.pairs=8", "task.ladder='256x16,512x32'", "train.batch_size=32"])
     rows = []
     done = load_results(args.results)
+    versions: dict[str, int] = {}  # components/ versions the rows ran on -> runs
     with tempfile.TemporaryDirectory() as tmp:
         tracker = Tracker(f"sqlite:///{tmp}/mlflow.db", f"evidence-{args.task}")
         for label, name, overrides in variants:
@@ -76,13 +77,15 @@ def main() -> None:
                                               f"train.seed={seed}", *overrides, *args.set])
                 key = run_key(config)
                 if key in done:
-                    runs.append(done[key])
+                    runs.append(done[key]["metrics"])
+                    versions[done[key].get("code", "?")] = versions.get(done[key].get("code", "?"), 0) + 1
                     print(f"  {label} (seed {seed}): from {args.results}", file=sys.stderr, flush=True)
                     continue
                 t = time.perf_counter()
                 result = run_training(config, Path(tmp) / f"{label}-{seed}".replace(" ", "_"), preset=name,
                                       tracker=tracker)
                 runs.append(result.metrics)
+                versions[code_version()] = versions.get(code_version(), 0) + 1
                 if args.results:
                     keep(args.results, key, label, seed, result.metrics)
                 print(f"  {label} (seed {seed}): done in {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
@@ -96,6 +99,7 @@ def main() -> None:
         (" --ablations" if args.ablations else "")
     print(f"{args.task}, {steps} steps each, dim 64, 2 layers, {args.seeds} seed(s) per row (command: python "
           f"benchmarks/task_evidence.py {args.task} --steps {steps}{extra})")
+    print("runs by components/ version (git tree): " + ", ".join(f"{v} ({n})" for v, n in sorted(versions.items())))
     width = 14 if args.seeds > 1 else 9
     if args.task == "lm":
         print(f"unigram entropy of the corpus: {info['data/unigram_bpb']:.3f} bits/byte")
@@ -126,27 +130,31 @@ ABLATIONS = [
 
 def run_key(config) -> str:
     """A run's identity: its composed config (minus threads and progress bars, which do not change its result) and
-    the version of the model code (components/'s git tree plus any uncommitted change to it), so a preset or engine
-    change trains the run again."""
+    the architecture it resolves to (so a preset whose file changes is trained again). Code is not in the key: each
+    row records the components/ version it ran on, and the table says which versions its rows come from."""
     import hashlib
+
+    from components.models import resolve_spec
 
     plain = json.loads(json.dumps(config, default=str))
     for k in ("threads", "progress"):
         plain.get("train", {}).pop(k, None)
-    blob = json.dumps(plain, sort_keys=True) + code_version()
+    spec = resolve_spec(config["model"]).to_dict()
+    blob = json.dumps([plain, spec], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
 @functools.lru_cache(maxsize=1)
 def code_version() -> str:
-    """components/ as this process imported it (read once, at the first run): its git tree and uncommitted diff."""
+    """components/ as this process imported it (read once): its git tree, '+' if it had uncommitted changes."""
     git = ["git", "-C", ROOT]
-    tree = subprocess.run([*git, "rev-parse", "HEAD:components"], capture_output=True, text=True).stdout
-    return tree + subprocess.run([*git, "diff", "HEAD", "--", "components"], capture_output=True, text=True).stdout
+    tree = subprocess.run([*git, "rev-parse", "--short", "HEAD:components"], capture_output=True, text=True).stdout
+    dirty = subprocess.run([*git, "diff", "--quiet", "HEAD", "--", "components"]).returncode
+    return tree.strip() + ("+" if dirty else "")
 
 
 def load_results(path: Path | None) -> dict[str, dict]:
-    """Finished runs by key; a torn last line (the process killed mid-write) is skipped."""
+    """Finished runs by key ({'metrics', 'code'}); a torn last line (the process killed mid-write) is skipped."""
     done = {}
     if path and path.is_file():
         for line in path.read_text().splitlines():
@@ -154,13 +162,14 @@ def load_results(path: Path | None) -> dict[str, dict]:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            done[row["key"]] = row["metrics"]
+            done[row["key"]] = row
     return done
 
 
 def keep(path: Path, key: str, label: str, seed: int, metrics: dict) -> None:
+    row = {"key": key, "label": label, "seed": seed, "code": code_version(), "metrics": metrics}
     with open(path, "a") as f:  # one line per run, flushed at once: a kill loses at most the run in progress
-        f.write(json.dumps({"key": key, "label": label, "seed": seed, "metrics": metrics}) + "\n")
+        f.write(json.dumps(row) + "\n")
 
 
 def spread(values: list[float]) -> str:

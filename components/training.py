@@ -31,6 +31,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile every memory layer's chunk step (stack and exact paths)
     peak_tflops: float = 0.0  # the device's peak for perf/mfu; 0 = datasheet table (CUDA) or measured (CPU)
     fp32_check: bool = True  # before step 1: can fp32 reproduce this model over the task's longest context?
+    parallel: str = "auto"  # data-parallel ranks: ddp (a whole model each), fsdp (sharded, FSDP2), auto (fsdp when big)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None, where: str = "train") -> "TrainConfig":
@@ -70,3 +71,5 @@ class TrainConfig:
             raise ComponentError(f"{where}.peak_tflops must be >= 0 (0: from the device), got {self.peak_tflops}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ComponentError(f"{where}.device must be one of auto, cpu, cuda, got {self.device!r}")
+        if self.parallel not in ("auto", "ddp", "fsdp"):
+            raise ComponentError(f"{where}.parallel must be one of auto, ddp, fsdp, got {self.parallel!r}")

@@ -22,12 +22,14 @@ def device_memory(device: str) -> tuple[str, int]:
     return "machine", total
 
 
-def check_fits(spec: ArchitectureSpec, params: int, device: str) -> None:
+def check_fits(spec: ArchitectureSpec, params: int, device: str, shards: int = 1) -> None:
     """ComponentError naming the sizes when the weights, their gradients and AdamW's moments alone exceed the
-    device's memory: such a model would fail allocating (or swap the machine to a halt) after minutes of setup."""
+    device's memory (split over `shards` ranks when FSDP2 may shard them): such a model would fail allocating (or
+    swap the machine to a halt) after minutes of setup."""
     need = training_bytes(params)
     where, have = device_memory(device)
-    if need > have:
+    if need > have * shards:
+        over = f"{shards} ranks' {where}s have {shards} x " if shards > 1 else f"this {where} has "
         raise ComponentError(f"model (dim={spec.dim}, layers={spec.layers}): {params:,} parameters need "
-                             f"{need / 2**30:,.1f} GiB for weights, gradients and AdamW moments alone; this {where} has "
+                             f"{need / 2**30:,.1f} GiB for weights, gradients and AdamW moments alone; {over}"
                              f"{have / 2**30:,.1f} GiB")

@@ -4,7 +4,6 @@ stop on a non-finite loss, and an evaluation callback for pruners. Data-parallel
 world (distributed.py): every rank trains its slice of each global batch; rank 0 evaluates, logs and checkpoints."""
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time
@@ -24,6 +23,7 @@ from components.tasks import IGNORE, Task
 from . import checkpoint
 from components.training import TrainConfig
 from . import distributed as dp
+from . import sharding
 from .errors import NonFiniteLoss, Preempted, Pruned
 from .signals import stop_on_signals
 from .utilization import PeakMemory, device_name, peak_tflops, train_flops_per_token
@@ -128,38 +128,41 @@ def train(spec: ArchitectureSpec, task: Task, cfg: TrainConfig, out_dir: Path, t
     if tracker is not None:
         tracker.log_params({"execution": {"device": device_name(device), "memory_path": memory_paths(model, device),
                                           "peak_tflops": peak, "peak_source": peak_source, "ranks": world.size}})
-    net = model
-    if world.distributed:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    mode = sharding.choose(cfg.parallel, world, sum(p.numel() for p in model.parameters()), device)
+    net = sharding.wrap(model, mode, device)
+    if tracker is not None and world.distributed:
+        tracker.log_params({"execution": {"parallel": mode}})
     opt = make_optimizer(model, cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
     ckpt_path = out_dir / checkpoint.CHECKPOINT
     saved = checkpoint.load(ckpt_path)  # every rank resumes from rank 0's checkpoint (out_dir is shared)
     start, history, last_finite = 0, [], None
     if saved is not None:
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["optimizer"])
+        sharding.load_full_state(model, opt, saved, mode)
         sched.load_state_dict(saved["scheduler"])
         start, history, last_finite = saved["step"], saved["history"], saved["last_finite"]
 
     def save(step: int) -> None:
+        weights, moments = sharding.full_state(model, opt, mode)  # FSDP2: gathered by every rank
         if world.main:
-            checkpoint.save(ckpt_path, model=model.state_dict(), optimizer=opt.state_dict(),
-                            scheduler=sched.state_dict(), step=step, history=history, last_finite=last_finite)
+            checkpoint.save(ckpt_path, model=weights, optimizer=moments, scheduler=sched.state_dict(), step=step,
+                            history=history, last_finite=last_finite, sharded=mode == "fsdp")
         dp.barrier(world)
 
     eval_time = [0.0]
 
     def evaluate(step: int) -> dict:
-        """Rank 0 evaluates, logs and asks the pruner; every rank gets the metrics and the pruner's answer."""
+        """Rank 0 evaluates, logs and asks the pruner; every rank gets the metrics and the pruner's answer. A
+        sharded model's forward needs every rank: under FSDP2 all ranks evaluate (the same data), rank 0's counts."""
         metrics, pruned = None, None
-        if world.main:
+        if world.main or mode == "fsdp":
             t = time.perf_counter()
             model.eval()
             with autocast(device):
                 metrics = task.evaluate(model, cfg.eval_batch_size, final=step == cfg.steps)
             model.train()
             eval_time[0] += time.perf_counter() - t
+        if world.main:
             if tracker is not None:
                 tracker.log_metrics(metrics, step, flush=True)
             if on_eval is not None:
@@ -190,9 +193,8 @@ def train(spec: ArchitectureSpec, task: Task, cfg: TrainConfig, out_dir: Path, t
                 tokens, targets = dp.rank_slice(world, batch.tokens), dp.rank_slice(world, batch.targets)
                 scored = dp.all_sum(world, float((targets != IGNORE).sum()))[0]  # on the host copy: no device sync
                 targets = targets.to(device)
-                # the last micro-batch's backward averages the gradients over the ranks (DDP); the others keep theirs
-                sync = contextlib.nullcontext() if m == cfg.accumulate - 1 or not world.distributed else net.no_sync()
-                with sync:
+                # the last micro-batch's backward averages the gradients over the ranks; the others keep theirs
+                with sharding.accumulating(net, mode, last=m == cfg.accumulate - 1):
                     with autocast(device):
                         logits, _ = net(tokens.to(device))
                     summed = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE,
@@ -214,7 +216,7 @@ def train(spec: ArchitectureSpec, task: Task, cfg: TrainConfig, out_dir: Path, t
                 bar.set_postfix(loss=f"{total:.3f}", tok_s=f"{tokens_per_step * (done - start) / compute_time:,.0f}")
             if tracker is not None and (done % cfg.log_every == 0 or done == cfg.steps):
                 tracker.log_metrics({"train/loss": total, "train/lr": sched.get_last_lr()[0],
-                                     "train/grad_norm": float(grad_norm)}, done)
+                                     "train/grad_norm": sharding.plain(grad_norm)}, done)
             if done % cfg.eval_every == 0 or done == cfg.steps or done in cfg.eval_at:
                 evaluate(done)
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:

@@ -73,7 +73,7 @@ def run_training(config: Mapping[str, Any], out_dir: Path, preset: str | None = 
     if tracker is None and tracking.get("uri") is not None:
         validate_tracking_uri(tracking["uri"])
     params, state = spec_size(spec, getattr(task, "seq_len", 512))  # counted, never allocated
-    check_fits(spec, params, cfg.device)
+    check_fits(spec, params, cfg.device, shards=world.size if cfg.parallel in ("auto", "fsdp") else 1)
     dp.check_batch(world, cfg.batch_size)
     data_info = task.data_info()  # reads the corpus: a missing file or dataset is an input error too
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -38,13 +38,14 @@ def curve(uri: str, run_dir: Path) -> tuple[list[float], dict]:
     return losses, run
 
 
-@pytest.mark.parametrize("task", TASKS)
-def test_two_ranks_train_the_single_process_loss_curve(tmp_path, task):
+@pytest.mark.parametrize("task, parallel", [("lm", "ddp"), ("mqar", "ddp"), ("mqar", "fsdp")])
+def test_two_ranks_train_the_single_process_loss_curve(tmp_path, task, parallel):
     """2 ranks with 4 rows each of every global batch of 8 = 1 rank with the whole batch: the same loss at every
     step and the same final metrics, to float rounding (the gradient is averaged over ranks instead of summed
-    over one batch). MQAR's rows score different numbers of targets: the loss is normalised by the global count."""
+    over one batch). MQAR's rows score different numbers of targets: the loss is normalised by the global count.
+    FSDP2 (every block's weights, gradients and moments sharded over the ranks) follows the same curve."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    args = [*BASE, *TASKS[task], f"tracking.uri={uri}"]
+    args = [*BASE, *TASKS[task], f"tracking.uri={uri}", f"train.parallel={parallel}"]
     one = train(tmp_path, 1, [*args, "out_dir=one"])
     two = train(tmp_path, 2, [*args, "out_dir=two"])
     assert one.returncode == 0, one.stderr[-3000:]
@@ -56,6 +57,7 @@ def test_two_ranks_train_the_single_process_loss_curve(tmp_path, task):
     assert finals and all(run2.data.metrics[k] == pytest.approx(run1.data.metrics[k], rel=1e-4, abs=1e-6)
                           for k in finals)
     assert run2.data.metrics["perf/ranks"] == 2 and run2.data.params["execution.ranks"] == "2"
+    assert run2.data.params["execution.parallel"] == parallel
     runs = MlflowClient(uri).search_runs([run1.info.experiment_id])
     assert len(runs) == 2  # rank 1 opened no run of its own
     assert two.stdout.count("val/") == one.stdout.count("val/")  # one table, printed by rank 0
@@ -70,16 +72,18 @@ def test_a_global_batch_that_does_not_divide_over_the_ranks_is_refused(tmp_path)
     assert not (tmp_path / "odd").exists()
 
 
-def test_ranks_stop_together_on_a_signal_and_resume_to_the_uninterrupted_metrics(tmp_path):
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_ranks_stop_together_on_a_signal_and_resume_to_the_uninterrupted_metrics(tmp_path, parallel):
     """SIGTERM to torchrun reaches both ranks (its agent forwards it): they agree on one step (a collective on the
-    stop flag), rank 0 writes the checkpoint, the run is KILLED with the reason; the same command resumes both ranks
-    from it to the metrics of a run never interrupted."""
+    stop flag), rank 0 writes the checkpoint (under FSDP2 the shards gathered into full state dicts), the run is
+    KILLED with the reason; the same command resumes both ranks from it to the metrics of a run never interrupted."""
     import json
     import signal
     import time
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    args = [*BASE, *TASKS["lm"], "train.steps=24", "train.eval_every=8", f"tracking.uri={uri}"]
+    args = [*BASE, *TASKS["lm"], "train.steps=24", "train.eval_every=8", f"tracking.uri={uri}",
+            f"train.parallel={parallel}"]
     straight = train(tmp_path, 2, [*args, "out_dir=straight"])
     assert straight.returncode == 0, straight.stderr[-3000:]
     exe = Path(sys.executable).parent / "torchrun"
