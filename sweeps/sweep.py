@@ -372,13 +372,21 @@ def run_sweep(config: dict[str, Any], choices: dict[str, str], detach: bool = Fa
         cause = (str(err).strip().splitlines() or [""])[0][:300]
         raise ComponentError(f"sweep: cannot open the sweep's stores (study {ctx['storage']}, MLflow "
                              f"{ctx['tracking_uri']}): {type(err).__name__}: {cause}") from None
+    if not run_workers(ctx, created, new, detach):
+        return [], ctx
+    return finish(space, ctx), ctx
+
+
+def run_workers(ctx: dict[str, Any], created: dict[str, bool], new: bool, detach: bool) -> bool:
+    """Launch the workers of a sweep or confirm stage; unless detached, follow them to their end and queue again the
+    trials they lost. Returns whether it followed them (False: detached)."""
     jobs = launch_or_undo(ctx, created, new)
     ctx["job_ids"] = [str(j.job_id) for j in jobs]
     if detach:
-        return [], ctx
+        return False
     ctx["lost_workers"] = follow(ctx, jobs)
     ctx["requeued"] = requeue_lost(ctx)
-    return finish(space, ctx), ctx
+    return True
 
 
 def run_confirm(sweep_dir: str, seeds: int, budget_scale: float, top: int, detach: bool = False):
@@ -400,12 +408,8 @@ def run_confirm(sweep_dir: str, seeds: int, budget_scale: float, top: int, detac
         Path(stage["sweep_dir"], STOP_FILE).unlink(missing_ok=True)  # an interrupted confirm's stop: this one resumes
         for run_id in [stage["parent_run_id"], *(g["run_id"] for g in stage["groups"])]:
             Tracker(stage["tracking_uri"], stage["experiment"]).start("", resume_run_id=run_id)
-    jobs = launch_or_undo(stage, created, new)
-    stage["job_ids"] = [str(j.job_id) for j in jobs]
-    if detach:
+    if not run_workers(stage, created, new, detach):
         return [], stage
-    stage["lost_workers"] = follow(stage, jobs)
-    stage["requeued"] = requeue_lost(stage)
     study = optuna.load_study(study_name=stage["study_name"], storage=open_storage(stage["storage"]))
     rows = publish(stage, study, final=True)
     c = counts(study)

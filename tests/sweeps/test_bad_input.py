@@ -176,6 +176,7 @@ TRAIN_CASES = {
     "unknown-tokenizer": (["task.tokenizer=sentencepiece"], ("option 'tokenizer'", "bytes, bpe, file")),
     "bad-tracking": (["tracking.uri=mlruns"], ("tracking.uri='mlruns'",)),
     "not-divisible": (["model.dim=30", "model.memory.heads=4"], ("model.memory.heads", "not divisible")),
+    "parallel-mode": (["train.parallel=zero"], ("train.parallel must be one of auto, ddp, fsdp", "'zero'")),
 }
 
 

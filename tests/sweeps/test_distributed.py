@@ -106,3 +106,20 @@ def test_ranks_stop_together_on_a_signal_and_resume_to_the_uninterrupted_metrics
     got = json.loads((tmp_path / "stopped" / "result.json").read_text())
     assert got["metrics"]["val/loss"] == pytest.approx(expected["metrics"]["val/loss"], rel=1e-6)
     assert got["resumed_from"] > 0 and MlflowClient(uri).get_run(run_id).info.status == "FINISHED"
+
+
+def test_auto_shards_only_a_model_whose_training_state_would_crowd_one_device():
+    import torch
+
+    from components.models.accounting import training_bytes
+    from sweeps.train import distributed as dp
+    from sweeps.train.fits import device_memory
+    from sweeps.train.sharding import FSDP_SHARE, choose
+
+    cpu, two = torch.device("cpu"), dp.World(rank=0, size=2)
+    _, have = device_memory("cpu")
+    small, big = 10_000, int(FSDP_SHARE * have / training_bytes(1)) + 1  # counted, never allocated
+    assert training_bytes(big) > FSDP_SHARE * have >= training_bytes(small)
+    assert choose("auto", dp.World(), big, cpu) == "none"  # one process: nothing to share
+    assert choose("auto", two, small, cpu) == "ddp" and choose("auto", two, big, cpu) == "fsdp"
+    assert choose("ddp", two, big, cpu) == "ddp" and choose("fsdp", two, small, cpu) == "fsdp"  # as asked
