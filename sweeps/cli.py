@@ -437,11 +437,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     from .status import collect, render
     from .sweep import load_context
 
+    from .confirm import load_stage
+
     info = collect(load_context(args.sweep))
+    stage = load_stage(args.sweep)  # the confirm stage's trials (one per architecture and seed), where it has one
+    if stage:
+        info["confirm"] = collect(stage)
     if args.json:
         print(json.dumps(info, indent=2, default=str))
     else:
         render(info)
+        if stage:
+            render(info["confirm"])
     return 0
 
 

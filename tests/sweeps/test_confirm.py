@@ -139,6 +139,8 @@ def test_confirm_resumes_after_sigkill_and_orders_as_direct_three_seed_runs(tmp_
     report = cli(["report", str(sweep_dir)], tmp_path)
     assert report.returncode == 0 and "confirmed architectures" in report.stdout, report.stderr
     assert (sweep_dir / "plots" / "confirmed.png").is_file() and (sweep_dir / "plots" / "recall_vs_state.html").is_file()
+    status = json.loads(cli(["status", str(sweep_dir), "--json"], tmp_path).stdout)
+    assert status["confirm"]["counted"] == status["confirm"]["target"] == len(stage["groups"]) * SEEDS
     check(tmp_path, ["confirm", str(sweep_dir), "--seeds", "5"], ("--seeds 3 (asked 5)",))
     rerun = cli(["sweep", f"sweep.dir={sweep_dir}", *config_overrides()], tmp_path)  # a resumed search keeps the tags
     assert rerun.returncode == 0, rerun.stderr[-2000:]
