@@ -115,6 +115,9 @@ def main() -> None:
             cols = [spread([m[key] for m in runs]) for key in ("recall/mqar", "recall/mqar@256x16", "recall/mqar@512x32")]
             print(f"{label:<24}{cols[0]:>{width + 5}}{cols[1]:>{width}}{cols[2]:>{width}}"
                   f"{median(m['perf/tokens_per_s'] for m in runs):>9,.0f}")
+    if args.ablations and args.seeds > 1:
+        versus_first(rows, [("val/bpb", False)] if args.task == "lm" else
+                     [("recall/mqar", True), ("recall/mqar@512x32", True)])
 
 
 # Titans' ablations (Behrouz et al. 2024, Table 5), each as overrides of the titans preset
@@ -126,6 +129,19 @@ ABLATIONS = [
                                          "~model.memory.structure.expansion", "~model.memory.structure.residual"]),
     ("titans, chunk 16", "titans", ["model.memory.chunk_size=16"]),
 ]
+
+
+def versus_first(rows: list, metrics: list[tuple[str, bool]]) -> None:
+    """Each ablation against the first row, per metric: beats, or within noise (Student's t 95% intervals of the
+    mean over the seeds, as `mirasweep confirm` says it: sweeps/noise.py)."""
+    from sweeps.noise import Estimate, verdict
+
+    (base, base_runs), others = rows[0], rows[1:]
+    print("against the first row (95% t intervals of the mean over seeds; separate intervals = beats):")
+    for label, runs in others:
+        for key, maximize in metrics:
+            a, b = Estimate(tuple(m[key] for m in base_runs)), Estimate(tuple(m[key] for m in runs))
+            print(f"  {verdict(base, a, label, b, key, maximize)}")
 
 
 def run_key(config) -> str:

@@ -21,7 +21,7 @@ from sweeps.sweep import run_sweep
 from tests.sweeps.test_bad_input import check
 from tests.sweeps.test_sweep import cli, load, sweep_config
 
-SEEDS, SCALE = 3, 1.5
+SEEDS, SCALE = 3, 0.5
 
 
 def confirm_cmd(sweep_dir: Path) -> list[str]:
@@ -32,7 +32,7 @@ def confirm_cmd(sweep_dir: Path) -> list[str]:
 
 def direct_run(ctx: dict, params: dict, seed: int, tmp: Path) -> dict[str, float]:
     """What a user would train by hand for one (architecture, seed): the trial's architecture, each budget task at
-    1.5x its steps (warm-up and intervals too), through the trainer alone (no study, no worker)."""
+    0.5x its steps (warm-up and intervals too), through the trainer alone (no study, no worker)."""
     from search_space import SearchSpace
     from sweeps.train.run import run_training
 
