@@ -11,8 +11,8 @@ the means over seeds, with `<metric>/std`, `/ci95_low`, `/ci95_high`, `/seeds`; 
 trial, `search_run_id`); under each, its seed runs (tags `stage=confirm`, `seed`). `best=true` moves to the
 architecture runs of the Pareto set on the means; the search's own best keep `search_best=true`.
 
-Seeds are fresh (the sweep's seed + 1 .. + K): the search chose its winners partly by their seed's luck, and
-retraining that seed would carry the luck into the mean.
+Seeds are fresh (the K after the ones the search trained with: sweep.seed + seeds_per_trial onwards): the search
+chose its winners partly by their seed's luck, and retraining that seed would carry the luck into the mean.
 """
 from __future__ import annotations
 
@@ -84,6 +84,11 @@ def scaled_space(space: dict[str, Any], scale: float) -> dict[str, Any]:
     return space
 
 
+def first_fresh_seed(ctx: dict[str, Any]) -> int:
+    """The first seed no search trial trained with: the search used sweep.seed .. + seeds_per_trial - 1."""
+    return int(ctx["seed"]) + int(ctx.get("seeds_per_trial") or 1)
+
+
 def label(trial_attrs: dict, number: int) -> str:
     """How an architecture is named in tables and plots: the preset, else the architecture and its search trial."""
     preset = trial_attrs.get("preset")
@@ -116,7 +121,7 @@ def prepare_stage(ctx: dict[str, Any], seeds: int, budget_scale: float, top: int
                          "parent_run_id": ctx["parent_run_id"]},
                  space=scaled_space(ctx["space"], budget_scale), n_trials=len(chosen) * seeds, pruner=None,
                  task_halving=None, seeds_per_trial=1, confirm=settings,
-                 seeds=[int(ctx["seed"]) + 1 + k for k in range(seeds)])
+                 seeds=[first_fresh_seed(ctx) + k for k in range(seeds)])
     return stage, chosen
 
 

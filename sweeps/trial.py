@@ -151,8 +151,9 @@ class TrialRunner:
                 metrics[f"{task_name}:{key}"] = value
             if len(seeds) > 1:  # the spread behind each averaged objective, for the report
                 for metric, _ in self.objectives:
-                    if metric.split(":", 1)[1] in runs[0] and metric.startswith(f"{task_name}:"):
-                        trial.set_user_attr(f"seeds:{metric}", [r[metric.split(':', 1)[1]] for r in runs])
+                    task, name = metric.split(":", 1)
+                    if task == task_name and name in runs[0]:
+                        trial.set_user_attr(f"seeds:{metric}", [r[name] for r in runs])
             if not single:
                 self._halve(trial, metrics)
         missing = [m for m, _ in self.objectives if m not in metrics]

@@ -213,3 +213,10 @@ def test_candidates_are_the_top_n_or_pareto_set_and_every_preset_once():
     multi = study(["minimize", "maximize"], [([3.0, 0.9], 0.1, {"preset": "deltanet"}), ([1.0, 0.1], 0.2, {}),
                                              ([2.0, 0.05], 0.3, {})])
     assert [t.number for t in candidates(multi, top=1)] == [1, 0]  # the whole Pareto set, whatever --top says
+
+
+def test_confirm_seeds_are_never_ones_the_search_trained_with():
+    from sweeps.confirm import first_fresh_seed
+
+    assert first_fresh_seed({"seed": 0}) == 1
+    assert first_fresh_seed({"seed": 5, "seeds_per_trial": 3}) == 8  # the search trained 5, 6 and 7
