@@ -16,6 +16,7 @@ with an MLflow store in a temporary directory. lm reports val/bpb against the co
 from __future__ import annotations
 
 import argparse
+import collections
 import functools
 import json
 import os
@@ -64,7 +65,7 @@ def main() -> None:
             ["task.seq_len=128", "task.pairs=8", "task.ladder='256x16,512x32'", "train.batch_size=32"])
     rows = []
     done = load_results(args.results)
-    versions: dict[str, int] = {}  # components/ versions the rows ran on -> runs
+    versions = collections.Counter()  # components/ versions the rows ran on -> runs
     with tempfile.TemporaryDirectory() as tmp:
         tracker = Tracker(f"sqlite:///{tmp}/mlflow.db", f"evidence-{args.task}")
         for label, name, overrides in variants:
@@ -78,14 +79,14 @@ def main() -> None:
                 key = run_key(config)
                 if key in done:
                     runs.append(done[key]["metrics"])
-                    versions[done[key].get("code", "?")] = versions.get(done[key].get("code", "?"), 0) + 1
+                    versions[done[key].get("code", "?")] += 1
                     print(f"  {label} (seed {seed}): from {args.results}", file=sys.stderr, flush=True)
                     continue
                 t = time.perf_counter()
                 result = run_training(config, Path(tmp) / f"{label}-{seed}".replace(" ", "_"), preset=name,
                                       tracker=tracker)
                 runs.append(result.metrics)
-                versions[code_version()] = versions.get(code_version(), 0) + 1
+                versions[code_version()] += 1
                 if args.results:
                     keep(args.results, key, label, seed, result.metrics)
                 print(f"  {label} (seed {seed}): done in {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)

@@ -37,6 +37,11 @@ STAGE_FILE = "confirm.json"
 ATTEMPT_FILE = "attempt"
 
 
+def stage_runs(stage: dict[str, Any]) -> list[str]:
+    """The MLflow runs the stage owns: its confirm run and one per confirmed architecture."""
+    return [stage["parent_run_id"], *(g["run_id"] for g in stage["groups"])]
+
+
 def stage_dir(sweep_dir: str | Path) -> Path:
     return Path(sweep_dir) / STAGE_DIR
 

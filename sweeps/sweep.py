@@ -16,7 +16,7 @@ import optuna
 
 from components.options import ComponentError
 
-from .confirm import STAGE_FILE, create_stage, load_stage, prepare_stage, publish, stage_dir, validate_args
+from .confirm import STAGE_FILE, create_stage, load_stage, prepare_stage, publish, stage_dir, stage_runs, validate_args
 from .launchers import launch
 from .launchers import validate as validate_launcher
 from .report import counts, markdown, presets_markdown, rows, tag_search_best, write_csv
@@ -406,7 +406,7 @@ def run_confirm(sweep_dir: str, seeds: int, budget_scale: float, top: int, detac
             created = create_stage(stage, chosen)
     else:
         Path(stage["sweep_dir"], STOP_FILE).unlink(missing_ok=True)  # an interrupted confirm's stop: this one resumes
-        for run_id in [stage["parent_run_id"], *(g["run_id"] for g in stage["groups"])]:
+        for run_id in stage_runs(stage):
             Tracker(stage["tracking_uri"], stage["experiment"]).start("", resume_run_id=run_id)
     if not run_workers(stage, created, new, detach):
         return [], stage
@@ -417,7 +417,7 @@ def run_confirm(sweep_dir: str, seeds: int, budget_scale: float, top: int, detac
     stopped = stage.get("interrupted") or stage["unfinished"]
     why = (f"{stage.get('interrupted') or 'interrupted'} with {stage['unfinished'] or 'the count reached'}; rerun the "
            "confirm command to resume")
-    for run_id in [stage["parent_run_id"], *(g["run_id"] for g in stage["groups"])]:
+    for run_id in stage_runs(stage):
         run = Tracker(stage["tracking_uri"], stage["experiment"])
         run.run_id = run_id
         if run_id != stage["parent_run_id"]:  # the architecture rows of `mirasweep ui`'s view (it lists tags.state)

@@ -18,6 +18,7 @@ from components.engine import Execution
 from components.engine.chunked import compilable
 from components.layers import MemoryLayer
 from components.models import ArchitectureSpec, LanguageModel
+from components.models.accounting import count_params
 
 from components.tasks import IGNORE, Task
 from . import checkpoint
@@ -128,7 +129,7 @@ def train(spec: ArchitectureSpec, task: Task, cfg: TrainConfig, out_dir: Path, t
     if tracker is not None:
         tracker.log_params({"execution": {"device": device_name(device), "memory_path": memory_paths(model, device),
                                           "peak_tflops": peak, "peak_source": peak_source, "ranks": world.size}})
-    mode = sharding.choose(cfg.parallel, world, sum(p.numel() for p in model.parameters()), device)
+    mode = sharding.choose(cfg.parallel, world, count_params(model), device)
     net = sharding.wrap(model, mode, device)
     if tracker is not None and world.distributed:
         tracker.log_params({"execution": {"parallel": mode}})
