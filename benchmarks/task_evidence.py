@@ -1,8 +1,7 @@
 """Same budget, every preset: bits per byte on the default corpus and MQAR recall, side by side.
 
-    python benchmarks/task_evidence.py lm   [--steps 200] [--presets a,b]   # every memory preset + transformer
-    python benchmarks/task_evidence.py mqar [--steps 600] [--presets a,b]   # transformer, linear attention,
-                                                                            # deltanet, gated deltanet, titans
+    python benchmarks/task_evidence.py lm   [--steps 200] [--presets a,b]   # every memory preset, then the
+    python benchmarks/task_evidence.py mqar [--steps 600] [--presets a,b]   # Transformer and its sliding window
     ... --seeds 3          # each run with train.seed 0, 1, 2 (initialisation and data order): mean +- std
     ... --ablations        # Titans' ablations instead of presets: without momentum, without decay, a linear
                            # memory in place of the MLP, chunk sizes 16 and 64
@@ -29,7 +28,6 @@ from pathlib import Path
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-MQAR_PRESETS = ["transformer", "linear_attention", "deltanet", "gated_deltanet", "titans"]
 SIZE = ["model.dim=64", "model.layers=2", "model.attention.heads=2"]
 
 
@@ -37,7 +35,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("task", choices=("lm", "mqar"))
     p.add_argument("--steps", type=int, default=None, help="training steps per preset (lm 200, mqar 600)")
-    p.add_argument("--presets", help="comma list (default: every memory preset + transformer for lm; five for mqar)")
+    p.add_argument("--presets", help="comma list (default: every memory preset, then the two Transformers)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="extra overrides for every run, e.g. --set train.batch_size=64 --set task.train_pairs=2,4,8")
     p.add_argument("--seeds", type=int, default=1, help="runs per row with train.seed 0..N-1; mean +- std")
@@ -55,10 +53,9 @@ def main() -> None:
     else:
         if args.presets:
             presets = args.presets.split(",")
-        elif args.task == "lm":
-            presets = [n for n in list_presets() if resolve_spec(n).memory is not None] + ["transformer"]
         else:
-            presets = MQAR_PRESETS
+            presets = [n for n in list_presets() if resolve_spec(n).memory is not None]
+            presets += ["transformer", "swa_transformer"]
         variants = [(name, name, []) for name in presets]
     steps = args.steps or (200 if args.task == "lm" else 600)
     task = (["task.seq_len=128"] if args.task == "lm" else
@@ -116,9 +113,9 @@ def main() -> None:
             cols = [spread([m[key] for m in runs]) for key in ("recall/mqar", "recall/mqar@256x16", "recall/mqar@512x32")]
             print(f"{label:<24}{cols[0]:>{width + 5}}{cols[1]:>{width}}{cols[2]:>{width}}"
                   f"{median(m['perf/tokens_per_s'] for m in runs):>9,.0f}")
-    if args.ablations and args.seeds > 1:
-        versus_first(rows, [("val/bpb", False)] if args.task == "lm" else
-                     [("recall/mqar", True), ("recall/mqar@512x32", True)])
+    metrics = [("val/bpb", False)] if args.task == "lm" else [("recall/mqar", True), ("recall/mqar@512x32", True)]
+    if args.seeds > 1:
+        (versus_first if args.ablations else leaders)(rows, metrics)
 
 
 # Titans' ablations (Behrouz et al. 2024, Table 5), each as overrides of the titans preset
@@ -143,6 +140,17 @@ def versus_first(rows: list, metrics: list[tuple[str, bool]]) -> None:
         for key, maximize in metrics:
             a, b = Estimate(tuple(m[key] for m in base_runs)), Estimate(tuple(m[key] for m in runs))
             print(f"  {verdict(base, a, label, b, key, maximize)}")
+
+
+def leaders(rows: list, metrics: list[tuple[str, bool]]) -> None:
+    """Per metric, the best mean and the rows it does not beat beyond noise (the confirm stage's rule)."""
+    from sweeps.noise import Estimate, leader
+
+    print("leaders (95% t intervals of the mean over seeds; a row not beaten beyond noise ties):")
+    for i, (key, maximize) in enumerate(metrics):
+        estimates = {label: [Estimate(tuple(m[k] for m in runs)) for k, _ in metrics] for label, runs in rows}
+        top, ties = leader(estimates, i, maximize)
+        print(f"  {key}: {top} ({estimates[top][i].mean:.3f}); within noise of it: {', '.join(ties) or 'none'}")
 
 
 def run_key(config) -> str:

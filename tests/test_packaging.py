@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+# the tests share one built wheel (a module fixture): one pytest-xdist worker builds it
+pytestmark = pytest.mark.xdist_group("packaging")
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -35,6 +35,9 @@ from sweeps.sweep import run_sweep
 from .test_report import non_dominated
 from .test_sweep import load, sweep_config
 
+# the tests share one finished sweep (a module fixture): one pytest-xdist worker builds it
+pytestmark = pytest.mark.xdist_group("browser")
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 WAIT_S = 45  # generous: two slow cores, shared with other work

@@ -29,6 +29,9 @@ from sweeps.sweep import load_context
 
 from .test_sweep import FAST, cli, load
 
+# one local cluster (a few CPUs): its tests take turns on one pytest-xdist worker
+pytestmark = pytest.mark.xdist_group("slurm")
+
 REQUIRED = os.environ.get("MIRASWEEP_REQUIRE_SLURM") == "1"
 POSTGRES_URL = os.environ.get("MIRASWEEP_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5433/mirasweep")
 # each array task gets 1 of the node's CPUs and 2 GB, so 2 tasks run at once on a 2-core machine
