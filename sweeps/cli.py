@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -258,6 +259,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     table = rows(study, names, top=args.top)
     if args.csv:
         write_csv(table, Path(args.csv))
+    if args.json:
+        print(json.dumps(_finite({
+            "sweep": ctx["study_name"], "sweep_dir": str(ctx["sweep_dir"]), "objectives": metrics, "best": table,
+            "covered": spread(study, names), "axes": axis_summary(study, names),
+            "presets": preset_rows(study, names), "versus_presets": versus_presets(study, names, top=args.top),
+            "confirmed": _confirmed_json(ctx),
+            "plots": [str(p) for p in _write_plots(ctx, Path(args.plots))] if args.plots else []}), indent=1))
+        return 0
     _print_report(table, ctx)
     _print_rows(spread(study, names), "what the search covered (completed trials)")
     _print_axes(axis_summary(study, names))
@@ -270,6 +279,30 @@ def cmd_report(args: argparse.Namespace) -> int:
         table_console().print(f"plots (PNG and interactive HTML): {plots[0].parent}/ "
                               f"({', '.join(sorted({p.stem for p in plots}))})")
     return 0
+
+
+def _confirmed_json(ctx: dict) -> dict | None:
+    import optuna
+
+    from .confirm import estimates, load_stage, summary_json
+    from .study import open_storage
+
+    stage = load_stage(ctx["sweep_dir"])
+    if stage is None:
+        return None
+    study = optuna.load_study(study_name=stage["study_name"], storage=open_storage(stage["storage"]))
+    return summary_json(stage, estimates(stage, study))
+
+
+def _finite(value):
+    """JSON has no NaN or infinity (strict parsers refuse them): a missing number is null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _report_confirmed(ctx: dict) -> None:
@@ -348,18 +381,25 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
     from search_space import SearchSpace
 
+    from .confirm import load_stage
     from .sweep import load_context
-    from .tracking.mlflow_view import objective_metrics, runs_url, save_view, view_state
+    from .tracking.mlflow_view import (CONFIRMED_VIEW_KEY, CONFIRMED_VIEW_NAME, confirmed_view_state,
+                                       objective_metrics, runs_url, save_view, view_state)
 
     ctx = load_context(args.sweep)
     client = MlflowClient(ctx["tracking_uri"])
     exp = client.get_experiment_by_name(ctx["experiment"])
-    url = f"http://{args.host}:{args.port}/"
+    base = url = f"http://{args.host}:{args.port}/"
     if exp:
         space = SearchSpace.from_dict(ctx["space"], name=ctx["space_name"])
         key = save_view(client, exp.experiment_id, view_state(objective_metrics(space)))
-        url = runs_url(url, exp.experiment_id, key)
+        url = runs_url(base, exp.experiment_id, key)
     print(f"MLflow UI for sweep '{ctx['study_name']}': {url}", flush=True)
+    if exp and load_stage(ctx["sweep_dir"]) is not None:
+        objectives = [(o["metric"], o["direction"]) for o in ctx["space"]["objectives"]]
+        key = save_view(client, exp.experiment_id, confirmed_view_state(objectives), CONFIRMED_VIEW_KEY,
+                        CONFIRMED_VIEW_NAME)
+        print(f"confirmed architectures (mirasweep confirm): {runs_url(base, exp.experiment_id, key)}", flush=True)
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", ctx["tracking_uri"],
            "--host", args.host, "--port", str(args.port)]
     try:
@@ -502,6 +542,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--top", type=int, default=10, help="rows for a single-objective sweep")
     report.add_argument("--csv", help="also write the table to this CSV file")
     report.add_argument("--plots", help="folder for the plots (default: <sweep>/plots)")
+    report.add_argument("--json", action="store_true",
+                        help="print one JSON object (best, presets, per-axis summary, confirmed) instead of tables; "
+                             "writes plots only with --plots")
     report.set_defaults(func=cmd_report)
     confirm = sub.add_parser("confirm", help="retrain a sweep's best architectures and presets with more seeds; "
                                              "say which leads are beyond noise")

@@ -232,6 +232,29 @@ def summary_markdown(stage: dict[str, Any], found: dict[str, list[Estimate]]) ->
     return text
 
 
+def summary_json(stage: dict[str, Any], found: dict[str, list[Estimate]]) -> dict[str, Any]:
+    """The confirm stage for scripts: per architecture each objective's seed values, mean, std and 95% interval
+    (None where one seed gives none), the Pareto set on the means, and each objective's leader and its ties."""
+    metrics = [o["metric"] for o in stage["space"]["objectives"]]
+    maximize = [o["direction"] == "maximize" for o in stage["space"]["objectives"]]
+    front = pareto_on_means(found, maximize)
+    architectures = []
+    for g in stage["groups"]:
+        objectives = {m: {"values": list(e.values), "mean": e.mean, "std": e.std,
+                          "ci95": [e.low, e.high] if e.n > 1 else None,
+                          "search": g["search_values"][i] if g["search_values"] else None}
+                      for i, (m, e) in enumerate(zip(metrics, found[g["label"]]))}
+        architectures.append({"architecture": g["label"], "confirms_trial": g["confirms"],
+                              "mlflow_run_id": g["run_id"], "pareto_on_means": g["label"] in front,
+                              "objectives": objectives})
+    leaders = {}
+    for i, m in enumerate(metrics):
+        top, ties = leader(found, i, maximize[i])
+        leaders[m] = {"leader": top or None, "within_noise_of": ties, "beyond_noise": bool(top) and not ties}
+    return {"seeds": stage["seeds"], "budget_scale": stage["confirm"]["budget_scale"],
+            "architectures": architectures, "leaders": leaders}
+
+
 def publish(stage: dict[str, Any], study: optuna.Study, final: bool = False) -> list[dict]:
     """Write what the seeds say so far: the architecture runs' metrics, the `best` tags, the table and verdicts on the
     sweep's parent run and the confirm run, and (final, or at most once a minute) the plots."""

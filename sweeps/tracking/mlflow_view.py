@@ -63,6 +63,26 @@ def view_state(objectives: Iterable[tuple[str, str]], search_filter: str = TRIAL
     return state
 
 
+CONFIRMED_VIEW_KEY = "mirasweep-confirmed"  # a second view, once the sweep has a confirm stage (sweeps.confirm)
+CONFIRMED_VIEW_NAME = "mirasweep: confirmed architectures (mean, std, 95% interval over seeds)"
+CONFIRMED_FILTER = "tags.kind = 'confirmed'"  # one run per confirmed architecture; its seed runs sit below it
+
+
+def confirmed_view_state(objectives: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """The confirm stage's architecture runs: per objective its mean over the seeds (logged under the objective's
+    name), std and 95% interval; the seeds counted; sorted by the first objective's mean."""
+    objectives = [(mlflow_key(m), d) for m, d in objectives]
+    columns = [canonical("tags", t) for t in ARCHITECTURE_TAGS] + [canonical("metrics", "seeds")]
+    for m, _ in objectives:
+        columns += [canonical("metrics", k) for k in (m, f"{m}/std", f"{m}/ci95_low", f"{m}/ci95_high")]
+    columns.append(canonical("tags", BEST_TAG))
+    state: dict[str, Any] = {"selectedColumns": columns, "columnOrder": columns, "searchFilter": CONFIRMED_FILTER}
+    if objectives:
+        state["orderByKey"] = canonical("metrics", objectives[0][0])
+        state["orderByAsc"] = objectives[0][1] == "minimize"
+    return state
+
+
 def save_view(client, experiment_id: str, state: dict[str, Any], key: str = VIEW_KEY, name: str = VIEW_NAME) -> str:
     """Write the saved view as an experiment tag (idempotent: rewritten only when it changed); returns its key."""
     tag = SHARED_VIEW_TAG + key

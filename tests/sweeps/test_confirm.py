@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 
 from sweeps.study import open_storage
 from sweeps.sweep import run_sweep
+from sweeps.tracking.mlflow_view import confirmed_view_state
 from tests.sweeps.test_bad_input import check
 from tests.sweeps.test_sweep import cli, load, sweep_config
 
@@ -139,6 +140,20 @@ def test_confirm_resumes_after_sigkill_and_orders_as_direct_three_seed_runs(tmp_
     report = cli(["report", str(sweep_dir)], tmp_path)
     assert report.returncode == 0 and "confirmed architectures" in report.stdout, report.stderr
     assert (sweep_dir / "plots" / "confirmed.png").is_file() and (sweep_dir / "plots" / "recall_vs_state.html").is_file()
+    as_json = json.loads(cli(["report", str(sweep_dir), "--json"], tmp_path).stdout)  # for scripts: the same figures
+    by_name = {a["architecture"]: a for a in as_json["confirmed"]["architectures"]}
+    assert {n for n, a in by_name.items() if a["pareto_on_means"]} == front
+    for m in direct:
+        for name, values in direct[m].items():
+            assert by_name[name]["objectives"][m]["values"] == pytest.approx(values, rel=1e-5, abs=1e-7)
+        lead = as_json["confirmed"]["leaders"][m]
+        assert lead["leader"] in by_name and set(lead["within_noise_of"]) <= set(by_name)
+    # `mirasweep ui`'s second view: its filter lists the architecture runs, its columns are metrics they carry
+    view = confirmed_view_state([(o["metric"], o["direction"]) for o in ctx["space"]["objectives"]])
+    shown = client.search_runs([exp], view["searchFilter"])
+    assert sorted(r.info.run_name for r in shown) == sorted(g["label"] for g in stage["groups"])
+    for r in shown:
+        assert {c.split("`")[1] for c in view["selectedColumns"] if c.startswith("metrics.")} <= set(r.data.metrics)
     status = json.loads(cli(["status", str(sweep_dir), "--json"], tmp_path).stdout)
     assert status["confirm"]["counted"] == status["confirm"]["target"] == len(stage["groups"]) * SEEDS
     check(tmp_path, ["confirm", str(sweep_dir), "--seeds", "5"], ("--seeds 3 (asked 5)",))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -176,6 +177,17 @@ def test_report_command_prints_the_preset_comparison(tmp_path):
     assert "known models (presets) in this sweep" in out.stdout and "gla" in out.stdout
     assert "best architectures against the best preset per objective" in out.stdout
     assert "better than titans by 0.3 (16.7%)" in out.stdout and "worse than titans by 0.1 (5.6%)" in out.stdout
+
+    # --json: one object for scripts, the same rows; a pruned preset's missing values are null, never NaN
+    shutil.rmtree(tmp_path / "plots")  # the table report wrote them; --json writes none unless asked
+    out = subprocess.run([*cmd, "report", str(tmp_path), "--json"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+    assert {r["trial"] for r in report["best"]} == {3, 5} and report["confirmed"] is None and report["plots"] == []
+    assert [(r["preset"], r["state"]) for r in report["presets"]] == [
+        ("deltanet", "complete"), ("titans", "complete"), ("gla", "pruned")]
+    assert [o["metric"] for o in report["objectives"]] == METRICS and len(report["versus_presets"]) == 2
+    assert not (tmp_path / "plots").exists()
 
 
 def test_spread_gives_each_objectives_best_median_and_worst_in_its_own_direction():
