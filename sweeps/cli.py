@@ -281,17 +281,24 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _confirmed_json(ctx: dict) -> dict | None:
+def _confirm_stage(ctx: dict):
+    """(the sweep's confirm stage, its study), or None before `mirasweep confirm`."""
     import optuna
 
-    from .confirm import estimates, load_stage, summary_json
+    from .confirm import load_stage
     from .study import open_storage
 
     stage = load_stage(ctx["sweep_dir"])
     if stage is None:
         return None
-    study = optuna.load_study(study_name=stage["study_name"], storage=open_storage(stage["storage"]))
-    return summary_json(stage, estimates(stage, study))
+    return stage, optuna.load_study(study_name=stage["study_name"], storage=open_storage(stage["storage"]))
+
+
+def _confirmed_json(ctx: dict) -> dict | None:
+    from .confirm import estimates, summary_json
+
+    confirm = _confirm_stage(ctx)
+    return summary_json(confirm[0], estimates(*confirm)) if confirm else None
 
 
 def _finite(value):
@@ -307,16 +314,13 @@ def _finite(value):
 
 def _report_confirmed(ctx: dict) -> None:
     """A confirm stage's table (means, spreads, intervals) and its verdicts, where the sweep has one."""
-    import optuna
+    from .confirm import confirmed_rows, estimates, summary_markdown
 
-    from .confirm import confirmed_rows, estimates, load_stage, summary_markdown
-    from .study import open_storage
-
-    stage = load_stage(ctx["sweep_dir"])
-    if stage is None:
+    confirm = _confirm_stage(ctx)
+    if confirm is None:
         return
-    study = optuna.load_study(study_name=stage["study_name"], storage=open_storage(stage["storage"]))
-    found = estimates(stage, study)
+    stage = confirm[0]
+    found = estimates(*confirm)
     _print_rows(confirmed_rows(stage, found), f"confirmed architectures ({stage['confirm']['seeds']} seeds at "
                                               f"{stage['confirm']['budget_scale']:g}x the trial budget)")
     text = summary_markdown(stage, found)
@@ -328,7 +332,7 @@ def _write_plots(ctx: dict, out: Path) -> list[Path]:
     and tokens/s) and, after a confirm stage, the confirmed intervals."""
     import optuna
 
-    from .confirm import estimates, load_stage
+    from .confirm import estimates
     from .plots import confirmed_intervals, field_plots, pareto_front
     from .study import open_storage
 
@@ -336,10 +340,9 @@ def _write_plots(ctx: dict, out: Path) -> list[Path]:
     study = optuna.load_study(study_name=ctx["study_name"], storage=open_storage(ctx["storage"]))
     names = [m["metric"] for m in ctx["space"]["objectives"]]
     files = pareto_front(study, names, out) + field_plots(study, out)
-    stage = load_stage(ctx["sweep_dir"])
-    if stage:
-        confirm_study = optuna.load_study(study_name=stage["study_name"], storage=open_storage(stage["storage"]))
-        files += confirmed_intervals(estimates(stage, confirm_study), stage["space"]["objectives"], out)
+    confirm = _confirm_stage(ctx)
+    if confirm:
+        files += confirmed_intervals(estimates(*confirm), confirm[0]["space"]["objectives"], out)
     return files
 
 

@@ -56,9 +56,14 @@ def view_state(objectives: Iterable[tuple[str, str]], search_filter: str = TRIAL
     columns = [canonical("tags", t) for t in ARCHITECTURE_TAGS]
     columns += [canonical("metrics", m) for m in names + [m for m in COST_METRICS if m not in names]]
     columns.append(canonical("tags", BEST_TAG))
+    return _state(columns, search_filter, objectives)
+
+
+def _state(columns: list[str], search_filter: str, objectives: list[tuple[str, str]]) -> dict[str, Any]:
+    """These columns in this order, the rows this filter finds, sorted by the first objective in its direction."""
     state: dict[str, Any] = {"selectedColumns": columns, "columnOrder": columns, "searchFilter": search_filter}
     if objectives:
-        state["orderByKey"] = canonical("metrics", names[0])
+        state["orderByKey"] = canonical("metrics", objectives[0][0])
         state["orderByAsc"] = objectives[0][1] == "minimize"
     return state
 
@@ -76,11 +81,7 @@ def confirmed_view_state(objectives: Iterable[tuple[str, str]]) -> dict[str, Any
     for m, _ in objectives:
         columns += [canonical("metrics", k) for k in (m, f"{m}/std", f"{m}/ci95_low", f"{m}/ci95_high")]
     columns.append(canonical("tags", BEST_TAG))
-    state: dict[str, Any] = {"selectedColumns": columns, "columnOrder": columns, "searchFilter": CONFIRMED_FILTER}
-    if objectives:
-        state["orderByKey"] = canonical("metrics", objectives[0][0])
-        state["orderByAsc"] = objectives[0][1] == "minimize"
-    return state
+    return _state(columns, CONFIRMED_FILTER, objectives)
 
 
 def save_view(client, experiment_id: str, state: dict[str, Any], key: str = VIEW_KEY, name: str = VIEW_NAME) -> str:
