@@ -29,6 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 SIZE = ["model.dim=64", "model.layers=2", "model.attention.heads=2"]
+SOLVED = 0.5  # MQAR recall at which a seed counts as having learnt the lookup (chance is about 1/vocabulary)
 
 
 def main() -> None:
@@ -108,11 +109,16 @@ def main() -> None:
             print(f"{label:<24}{spread(bpb):>{width}}{'yes' if below else 'NO':>11}"
                   f"{int(runs[0]['cost/params']):>10,}{median(m['perf/tokens_per_s'] for m in runs):>9,.0f}")
     else:
-        print(f"{'row':<24}{'8 pairs @128':>{width + 5}}{'16 @256':>{width}}{'32 @512':>{width}}{'tok/s':>9}")
+        # MQAR is learnt in a jump (recall from chance to near 1 within a few steps) that a seed may not reach in
+        # the budget: a mean over seeds hides that, so the seeds that solved the small setting are counted
+        print(f"{'row':<24}{'8 pairs @128':>{width + 5}}{'16 @256':>{width}}{'32 @512':>{width}}"
+              f"{'solved':>8}{'tok/s':>9}")
         for label, runs in rows:
             cols = [spread([m[key] for m in runs]) for key in ("recall/mqar", "recall/mqar@256x16", "recall/mqar@512x32")]
-            print(f"{label:<24}{cols[0]:>{width + 5}}{cols[1]:>{width}}{cols[2]:>{width}}"
+            solved = f"{sum(m['recall/mqar'] >= SOLVED for m in runs)}/{len(runs)}"
+            print(f"{label:<24}{cols[0]:>{width + 5}}{cols[1]:>{width}}{cols[2]:>{width}}{solved:>8}"
                   f"{median(m['perf/tokens_per_s'] for m in runs):>9,.0f}")
+        print(f"solved: seeds whose recall at 8 pairs @128 reached {SOLVED}")
     metrics = [("val/bpb", False)] if args.task == "lm" else [("recall/mqar", True), ("recall/mqar@512x32", True)]
     if args.seeds > 1:
         (versus_first if args.ablations else leaders)(rows, metrics)
