@@ -7,6 +7,7 @@
                            # memory in place of the MLP, chunk sizes 16 and 64
     ... --results runs.jsonl  # keep each finished run's metrics there, keyed by its composed config: a rerun
                               # (after a kill, or in a later session) trains only the runs not yet in the file
+    ... --cached-only         # train nothing: the table from --results, a row with missing seeds says "k of N"
 Each run is a real `run_training` (what `mirasweep train` runs) at equal width (dim 64, 2 layers, 2 heads),
 with an MLflow store in a temporary directory. lm reports val/bpb against the corpus's unigram entropy
 (a model must beat it to have learnt anything from context); mqar reports recall at a small setting
@@ -42,6 +43,8 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=1, help="runs per row with train.seed 0..N-1; mean +- std")
     p.add_argument("--ablations", action="store_true", help="Titans' ablations (the paper's table) as the rows")
     p.add_argument("--results", type=Path, help="JSONL of finished runs, keyed by composed config; reused on rerun")
+    p.add_argument("--cached-only", action="store_true",
+                   help="train nothing: print the table from --results, a row with missing seeds marked (k of N)")
     args = p.parse_args()
 
     from components.models import list_presets, resolve_spec
@@ -80,6 +83,8 @@ def main() -> None:
                     versions[done[key].get("code", "?")] += 1
                     print(f"  {label} (seed {seed}): from {args.results}", file=sys.stderr, flush=True)
                     continue
+                if args.cached_only:
+                    continue
                 t = time.perf_counter()
                 result = run_training(config, Path(tmp) / f"{label}-{seed}".replace(" ", "_"), preset=name,
                                       tracker=tracker)
@@ -88,7 +93,8 @@ def main() -> None:
                 if args.results:
                     keep(args.results, key, label, seed, result.metrics)
                 print(f"  {label} (seed {seed}): done in {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
-            rows.append((label, runs))
+            if runs:
+                rows.append((label if len(runs) == args.seeds else f"{label} ({len(runs)} of {args.seeds})", runs))
         info = None
         if args.task == "lm":
             from components.tasks import TASKS
