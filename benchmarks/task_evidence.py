@@ -158,9 +158,9 @@ def leaders(rows: list, metrics: list[tuple[str, bool]]) -> None:
     """Per metric, the best mean and the rows it does not beat beyond noise (the confirm stage's rule)."""
     from sweeps.noise import Estimate, leader
 
+    estimates = {label: [Estimate(tuple(m[k] for m in runs)) for k, _ in metrics] for label, runs in rows}
     print("leaders (95% t intervals of the mean over seeds; a row not beaten beyond noise ties):")
     for i, (key, maximize) in enumerate(metrics):
-        estimates = {label: [Estimate(tuple(m[k] for m in runs)) for k, _ in metrics] for label, runs in rows}
         top, ties = leader(estimates, i, maximize)
         print(f"  {key}: {top} ({estimates[top][i].mean:.3f}); within noise of it: {', '.join(ties) or 'none'}")
 

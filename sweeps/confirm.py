@@ -194,11 +194,16 @@ def estimates(stage: dict[str, Any], study: optuna.Study) -> dict[str, list[Esti
     return out
 
 
+def objectives(stage: dict[str, Any]) -> tuple[list[str], list[bool]]:
+    """The stage's objective names and, per objective, whether it is maximised."""
+    found = stage["space"]["objectives"]
+    return [o["metric"] for o in found], [o["direction"] == "maximize" for o in found]
+
+
 def confirmed_rows(stage: dict[str, Any], found: dict[str, list[Estimate]]) -> list[dict]:
     """The table: per architecture, its seeds and each objective's mean, std and 95% interval, the Pareto set on
     the means marked, and the search's single-seed value beside it."""
-    metrics = [o["metric"] for o in stage["space"]["objectives"]]
-    maximize = [o["direction"] == "maximize" for o in stage["space"]["objectives"]]
+    metrics, maximize = objectives(stage)
     front = pareto_on_means(found, maximize)
     out = []
     for g in stage["groups"]:
@@ -215,8 +220,7 @@ def confirmed_rows(stage: dict[str, Any], found: dict[str, list[Estimate]]) -> l
 
 
 def summary_markdown(stage: dict[str, Any], found: dict[str, list[Estimate]]) -> str:
-    metrics = [o["metric"] for o in stage["space"]["objectives"]]
-    maximize = [o["direction"] == "maximize" for o in stage["space"]["objectives"]]
+    metrics, maximize = objectives(stage)
     c = stage["confirm"]
     text = (f"# Confirmed architectures\n\n{c['seeds']} fresh seeds ({', '.join(map(str, stage['seeds']))}) per "
             f"architecture at {c['budget_scale']:g}x the trial budget. Mean ± std over seeds, Student's t 95% "
@@ -235,18 +239,17 @@ def summary_markdown(stage: dict[str, Any], found: dict[str, list[Estimate]]) ->
 def summary_json(stage: dict[str, Any], found: dict[str, list[Estimate]]) -> dict[str, Any]:
     """The confirm stage for scripts: per architecture each objective's seed values, mean, std and 95% interval
     (None where one seed gives none), the Pareto set on the means, and each objective's leader and its ties."""
-    metrics = [o["metric"] for o in stage["space"]["objectives"]]
-    maximize = [o["direction"] == "maximize" for o in stage["space"]["objectives"]]
+    metrics, maximize = objectives(stage)
     front = pareto_on_means(found, maximize)
     architectures = []
     for g in stage["groups"]:
-        objectives = {m: {"values": list(e.values), "mean": e.mean, "std": e.std,
+        per_objective = {m: {"values": list(e.values), "mean": e.mean, "std": e.std,
                           "ci95": [e.low, e.high] if e.n > 1 else None,
                           "search": g["search_values"][i] if g["search_values"] else None}
                       for i, (m, e) in enumerate(zip(metrics, found[g["label"]]))}
         architectures.append({"architecture": g["label"], "confirms_trial": g["confirms"],
                               "mlflow_run_id": g["run_id"], "pareto_on_means": g["label"] in front,
-                              "objectives": objectives})
+                              "objectives": per_objective})
     leaders = {}
     for i, m in enumerate(metrics):
         top, ties = leader(found, i, maximize[i])
